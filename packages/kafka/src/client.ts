@@ -1,0 +1,81 @@
+import { Kafka, logLevel, type ITopicConfig, type LogEntry, type logCreator } from 'kafkajs';
+import type { Logger } from '@dwell/runtime';
+
+/** How to reach a Kafka cluster. Built from `KAFKA_BROKERS` by the services' config. */
+export interface KafkaConnection {
+  /** `host:port` seeds. */
+  readonly brokers: readonly string[];
+  /** Identifies this process in broker logs and quotas. */
+  readonly clientId: string;
+  /** Where KafkaJS's own log lines go (warn and above). Default: dropped. */
+  readonly logger?: Logger;
+  /** Socket connect timeout, ms. Default 3000. */
+  readonly connectionTimeoutMs?: number;
+  /** Request timeout, ms. Default 30000. */
+  readonly requestTimeoutMs?: number;
+}
+
+export function createKafka(connection: KafkaConnection): Kafka {
+  const logger = connection.logger?.child({ component: 'kafkajs' });
+  const toLogger: logCreator = () => (entry: LogEntry) => {
+    if (logger === undefined) return;
+    const { message, ...fields } = entry.log;
+    const line = `${entry.namespace}: ${String(message)}`;
+    if (entry.level === logLevel.ERROR) logger.error(line, fields);
+    else if (entry.level === logLevel.WARN) logger.warn(line, fields);
+    else logger.debug(line, fields);
+  };
+  return new Kafka({
+    clientId: connection.clientId,
+    brokers: [...connection.brokers],
+    connectionTimeout: connection.connectionTimeoutMs ?? 3000,
+    requestTimeout: connection.requestTimeoutMs ?? 30_000,
+    logLevel: logger === undefined ? logLevel.NOTHING : logLevel.WARN,
+    logCreator: toLogger,
+    // Retries with backoff for transient broker errors; callers decide what a final failure means.
+    retry: { initialRetryTime: 100, maxRetryTime: 5_000, retries: 8 },
+  });
+}
+
+export interface TopicSpec {
+  readonly topic: string;
+  readonly numPartitions?: number;
+  readonly replicationFactor?: number;
+  readonly configEntries?: Readonly<Record<string, string>>;
+}
+
+/** Creates the topics that do not exist yet; existing ones are left as they are. */
+export async function ensureTopics(kafka: Kafka, specs: readonly TopicSpec[]): Promise<string[]> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const existing = new Set(await admin.listTopics());
+    const missing: ITopicConfig[] = specs
+      .filter((spec) => !existing.has(spec.topic))
+      .map((spec) => ({
+        topic: spec.topic,
+        numPartitions: spec.numPartitions ?? -1,
+        replicationFactor: spec.replicationFactor ?? -1,
+        configEntries: Object.entries(spec.configEntries ?? {}).map(([name, value]) => ({ name, value })),
+      }));
+    if (missing.length > 0) await admin.createTopics({ topics: missing, waitForLeaders: true });
+    return missing.map((spec) => spec.topic);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Per partition: the earliest offset whose timestamp is ≥ `timestampMs` (the high watermark if none). */
+export async function offsetsAtTime(
+  kafka: Kafka,
+  topic: string,
+  timestampMs: number,
+): Promise<Array<{ partition: number; offset: string }>> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    return await admin.fetchTopicOffsetsByTimestamp(topic, timestampMs);
+  } finally {
+    await admin.disconnect();
+  }
+}

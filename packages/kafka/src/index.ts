@@ -1,0 +1,16 @@
+export * from './client.js';
+export * from './local-broker.js';
+export type {
+  Admin,
+  Consumer,
+  ConsumerConfig,
+  EachBatchPayload,
+  EachMessagePayload,
+  Kafka,
+  KafkaMessage,
+  Message,
+  Producer,
+  ProducerConfig,
+  RecordMetadata,
+} from 'kafkajs';
+export { CompressionTypes } from 'kafkajs';

@@ -1,0 +1,4 @@
+export * from './config.js';
+export * from './log.js';
+export * from './metrics.js';
+export * from './shutdown.js';
