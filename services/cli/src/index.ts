@@ -1,1 +1,2 @@
-export {};
+export { uuidv7 } from './uuid.js';
+export { demoPageView } from './commands/demo.js';

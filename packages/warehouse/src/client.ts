@@ -1,0 +1,90 @@
+import { createRequire } from 'node:module';
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { createClient, type ClickHouseClient } from '@clickhouse/client';
+
+/** Where ClickHouse is. Built from `CLICKHOUSE_*` by the services' config. */
+export interface WarehouseConfig {
+  /** A ClickHouse server's HTTP URL. Unset: ClickHouse embedded in this process through chDB. */
+  readonly url?: string | undefined;
+  readonly username?: string | undefined;
+  readonly password?: string | undefined;
+  /** The database dwell's tables live in. Created when missing. */
+  readonly database: string;
+  /** Embedded mode only: chDB's data folder (one process may own it at a time). */
+  readonly dataDir: string;
+  /** Server mode: request timeout, ms. Default 30000. */
+  readonly requestTimeoutMs?: number;
+}
+
+export interface Warehouse {
+  readonly client: ClickHouseClient;
+  readonly database: string;
+  readonly mode: 'embedded' | 'server';
+  /** Human-readable location: the URL or the data folder. */
+  readonly location: string;
+  close(): Promise<void>;
+}
+
+export class WarehouseError extends Error {
+  override readonly name = 'WarehouseError';
+}
+
+const DATABASE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * Opens ClickHouse: over HTTP when `url` is set, otherwise the embedded chDB engine through
+ * `@clickhouse/client`'s `connection` hook, so every query is the same code in both modes.
+ */
+export async function openWarehouse(config: WarehouseConfig): Promise<Warehouse> {
+  if (!DATABASE_NAME.test(config.database)) {
+    throw new WarehouseError(`database name ${JSON.stringify(config.database)} must match ${DATABASE_NAME.source}`);
+  }
+  let client: ClickHouseClient;
+  let mode: Warehouse['mode'];
+  let location: string;
+  if (config.url !== undefined && config.url !== '') {
+    mode = 'server';
+    location = config.url;
+    client = createClient({
+      url: config.url,
+      username: config.username ?? 'default',
+      password: config.password ?? '',
+      request_timeout: config.requestTimeoutMs ?? 30_000,
+      clickhouse_settings: { date_time_output_format: 'iso' },
+    });
+  } else {
+    mode = 'embedded';
+    location = resolve(config.dataDir);
+    mkdirSync(location, { recursive: true });
+    // chdb ships CommonJS only for its connection subpath.
+    const require = createRequire(import.meta.url);
+    let chdb: typeof import('chdb/connection');
+    try {
+      chdb = require('chdb/connection') as typeof import('chdb/connection');
+    } catch (error) {
+      throw new WarehouseError(
+        `embedded ClickHouse needs the chdb package (npm install chdb), or set CLICKHOUSE_URL to a server: ${String(error)}`,
+      );
+    }
+    try {
+      // chdb declares the Connection contract from its own copy of @clickhouse/client-common; the
+      // shapes are the same, the declarations are not, hence the cast.
+      const connection = chdb.createChdbConnection({ path: location }) as unknown as NonNullable<
+        NonNullable<Parameters<typeof createClient>[0]>['connection']
+      >;
+      client = createClient({ connection });
+    } catch (error) {
+      throw new WarehouseError(
+        `could not open embedded ClickHouse at ${location} (another dwell process may own it; stop it or set CLICKHOUSE_DATA_DIR): ${String(error)}`,
+      );
+    }
+  }
+  try {
+    await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${config.database}` });
+  } catch (error) {
+    await client.close().catch(() => undefined);
+    throw new WarehouseError(`could not reach ClickHouse (${mode}, ${location}): ${String(error)}`);
+  }
+  return { client, database: config.database, mode, location, close: () => client.close() };
+}

@@ -1,0 +1,35 @@
+import { hostname } from 'node:os';
+import { env, parseConfig, type ConfigOf, LOG_LEVELS } from '@dwell/runtime';
+import { parseSites } from './auth.js';
+
+/** Every setting the gateway reads from the environment, with its default. */
+export const GATEWAY_SETTINGS = {
+  GATEWAY_HOST: env.string('Address the gateway listens on.', '127.0.0.1'),
+  GATEWAY_PORT: env.int('Port for WebSocket, HTTP events, health and metrics.', 8080, { min: 0, max: 65535 }),
+  GATEWAY_ID: env.string('This gateway instance in logs and on every event it stamps.', `${hostname()}-${process.pid}`),
+  KAFKA_BROKERS: env.list('Kafka bootstrap servers, host:port,… (unset under `dwell up`: the local broker).', undefined),
+  DWELL_EVENTS_TOPIC: env.string('Topic of accepted events (the ledger).', 'dwell.events.v1'),
+  DWELL_REJECTED_TOPIC: env.string('Topic of rejected input (dead letters).', 'dwell.rejected.v1'),
+  DWELL_SITES: env.json(
+    'JSON map site_id → {"secret": "…(≥16 chars)", "origins": ["https://…" or "*"]}.',
+    undefined,
+    parseSites,
+  ),
+  GATEWAY_MAX_FRAME_BYTES: env.int('Largest accepted WebSocket frame or HTTP body, bytes.', 65_536, { min: 1024 }),
+  GATEWAY_MAX_EVENTS_PER_FRAME: env.int('Events per frame or HTTP body.', 100, { min: 1 }),
+  GATEWAY_RATE_EVENTS_PER_S: env.int('Sustained events per second per connection (token bucket rate).', 50, { min: 1 }),
+  GATEWAY_RATE_BURST: env.int('Token bucket size per connection, events.', 200, { min: 1 }),
+  GATEWAY_MAX_CONNECTIONS_PER_IP: env.int('Concurrent WebSocket connections per client address.', 256, { min: 1 }),
+  GATEWAY_IDLE_TIMEOUT_S: env.int('Close a WebSocket silent for this long (pings keep it alive), seconds.', 120, { min: 8 }),
+  GATEWAY_MAX_BACKPRESSURE_BYTES: env.int('Unsent bytes per socket before a slow client is closed.', 1_048_576, { min: 16_384 }),
+  GATEWAY_LINGER_MS: env.int('How long events wait to share a Kafka produce request, ms.', 2, { min: 0, max: 1000 }),
+  GATEWAY_MAX_BUFFERED_BYTES: env.int('Event bytes waiting for Kafka before frames are refused (resend later).', 67_108_864, { min: 65_536 }),
+  GATEWAY_DRAIN_TIMEOUT_MS: env.int('On SIGTERM, how long to wait for Kafka to store what is in flight, ms.', 10_000, { min: 0 }),
+  LOG_LEVEL: env.oneOf('debug, info, warn, error or silent.', LOG_LEVELS, 'info'),
+} as const;
+
+export type GatewayConfig = ConfigOf<typeof GATEWAY_SETTINGS>;
+
+export function gatewayConfigFromEnv(source: Readonly<Record<string, string | undefined>>): GatewayConfig {
+  return parseConfig(GATEWAY_SETTINGS, source);
+}

@@ -1,0 +1,80 @@
+import { createKafka, ensureTopics, type Producer } from '@dwell/kafka';
+import { DEFAULT_FRAME_LIMITS } from '@dwell/protocol';
+import { MetricsRegistry, type Logger } from '@dwell/runtime';
+import type { GatewayConfig } from './config.js';
+import { EventLog } from './event-log.js';
+import { startGatewayServer, type RunningGateway } from './server.js';
+import { loadNativeUws } from './uws.js';
+
+export interface Gateway {
+  readonly url: string;
+  readonly port: number;
+  readonly server: RunningGateway;
+  /** Graceful: stop accepting, flush to Kafka, close sockets with a reconnect hint, disconnect. */
+  stop(): Promise<void>;
+}
+
+/** Starts one gateway process: Kafka producers, the uWebSockets.js server, metrics. */
+export async function startGateway(config: GatewayConfig, logger: Logger): Promise<Gateway> {
+  const uws = loadNativeUws();
+  if (config.KAFKA_BROKERS === undefined) throw new Error('KAFKA_BROKERS is required to start the gateway');
+  if (config.DWELL_SITES === undefined || config.DWELL_SITES.size === 0) {
+    throw new Error('DWELL_SITES must name at least one site, e.g. {"my-site": {"secret": "…16+ chars…", "origins": ["*"]}}');
+  }
+  const log = logger.child({ component: 'gateway', gateway_id: config.GATEWAY_ID });
+  const kafka = createKafka({ brokers: config.KAFKA_BROKERS, clientId: `dwell-gateway-${config.GATEWAY_ID}`, logger: log });
+  await ensureTopics(kafka, [{ topic: config.DWELL_EVENTS_TOPIC }, { topic: config.DWELL_REJECTED_TOPIC }]);
+
+  const producer: Producer = kafka.producer({ allowAutoTopicCreation: false, maxInFlightRequests: 5 });
+  await producer.connect();
+
+  const metrics = new MetricsRegistry().withProcessMetrics('dwell_gateway');
+  const produceMs = metrics.histogram('dwell_gateway_produce_duration_ms', 'Kafka produce (acks=all) latency, ms.', [
+    1, 2, 5, 10, 20, 50, 100, 250, 500, 1000, 5000,
+  ]);
+  const events = new EventLog(producer, {
+    topic: config.DWELL_EVENTS_TOPIC,
+    lingerMs: config.GATEWAY_LINGER_MS,
+    maxBufferedBytes: config.GATEWAY_MAX_BUFFERED_BYTES,
+    onProduced: (ms) => produceMs.observe(ms),
+    onAvailability: (available, error) =>
+      available ? log.info('kafka available again') : log.error('kafka unavailable: refusing new events until it returns', { error }),
+  });
+  const rejected = new EventLog(producer, { topic: config.DWELL_REJECTED_TOPIC, lingerMs: 20, maxBufferedBytes: 16 * 1024 * 1024 });
+
+  const server = await startGatewayServer(
+    {
+      gatewayId: config.GATEWAY_ID,
+      host: config.GATEWAY_HOST,
+      port: config.GATEWAY_PORT,
+      sites: config.DWELL_SITES,
+      limits: {
+        ...DEFAULT_FRAME_LIMITS,
+        maxFrameBytes: config.GATEWAY_MAX_FRAME_BYTES,
+        maxEventsPerFrame: config.GATEWAY_MAX_EVENTS_PER_FRAME,
+      },
+      rateEventsPerSecond: config.GATEWAY_RATE_EVENTS_PER_S,
+      rateBurst: config.GATEWAY_RATE_BURST,
+      maxConnectionsPerIp: config.GATEWAY_MAX_CONNECTIONS_PER_IP,
+      idleTimeoutSeconds: config.GATEWAY_IDLE_TIMEOUT_S,
+      maxBackpressureBytes: config.GATEWAY_MAX_BACKPRESSURE_BYTES,
+    },
+    { uws, events, rejected, logger: log, metrics },
+  );
+  const url = `http://${config.GATEWAY_HOST}:${server.port}`;
+  log.info('listening', { url, ws: `${url.replace('http', 'ws')}/v1/ws`, topic: config.DWELL_EVENTS_TOPIC });
+
+  let stopping: Promise<void> | undefined;
+  return {
+    url,
+    port: server.port,
+    server,
+    stop: () =>
+      (stopping ??= (async () => {
+        log.info('draining', { connections: server.connections });
+        await server.drain(config.GATEWAY_DRAIN_TIMEOUT_MS);
+        await producer.disconnect();
+        log.info('stopped');
+      })()),
+  };
+}

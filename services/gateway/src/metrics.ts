@@ -1,0 +1,60 @@
+import type { CounterChild, MetricsRegistry } from '@dwell/runtime';
+import type { Transport } from '@dwell/protocol';
+
+/** The gateway's Prometheus metrics; names in one place. */
+export class GatewayMetrics {
+  private readonly registry: MetricsRegistry;
+  private readonly open = { value: 0 };
+  private readonly frames: CounterChild;
+  private readonly frameBytes: CounterChild;
+  private readonly stored: CounterChild;
+  private readonly slowClients: CounterChild;
+  private readonly drains: CounterChild;
+  private readonly eventsInByTransport: (transport: Transport) => CounterChild;
+  private readonly rejectedByReason: (reason: string) => CounterChild;
+
+  constructor(registry: MetricsRegistry, state: () => { eventsBuffered: number; kafkaAvailable: boolean }) {
+    this.registry = registry;
+    registry.gauge('dwell_gateway_connections', 'Open WebSocket connections.', () => this.open.value);
+    registry.gauge('dwell_gateway_buffered_event_bytes', 'Event bytes waiting for Kafka.', () => state().eventsBuffered);
+    registry.gauge('dwell_gateway_kafka_available', '1 when the last produce succeeded.', () => (state().kafkaAvailable ? 1 : 0));
+    this.frames = registry.counter('dwell_gateway_frames_received_total', 'Frames and HTTP bodies received.').labels();
+    this.frameBytes = registry.counter('dwell_gateway_frame_bytes_received_total', 'Bytes of frames received.').labels();
+    const eventsIn = registry.counter('dwell_gateway_events_received_total', 'Valid events received, by transport.');
+    this.eventsInByTransport = (transport) => eventsIn.labels({ transport });
+    this.stored = registry.counter('dwell_gateway_events_stored_total', 'Events Kafka acknowledged.').labels();
+    const rejected = registry.counter('dwell_gateway_rejected_total', 'Refused input, by reason.');
+    this.rejectedByReason = (reason) => rejected.labels({ reason });
+    this.slowClients = registry.counter('dwell_gateway_slow_clients_closed_total', 'Sockets closed for backpressure.').labels();
+    this.drains = registry.counter('dwell_gateway_socket_drains_total', 'Backpressure drain events.').labels();
+  }
+
+  get registryRef(): MetricsRegistry {
+    return this.registry;
+  }
+  connectionOpened(): void {
+    this.open.value += 1;
+  }
+  connectionClosed(): void {
+    this.open.value -= 1;
+  }
+  frameIn(bytes: number): void {
+    this.frames.inc();
+    this.frameBytes.inc(bytes);
+  }
+  eventsIn(count: number, transport: Transport): void {
+    this.eventsInByTransport(transport).inc(count);
+  }
+  eventsStored(count: number): void {
+    this.stored.inc(count);
+  }
+  rejected(reason: string): void {
+    this.rejectedByReason(reason).inc();
+  }
+  slowClientClosed(): void {
+    this.slowClients.inc();
+  }
+  drained(): void {
+    this.drains.inc();
+  }
+}

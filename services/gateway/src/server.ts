@@ -1,0 +1,460 @@
+import { randomBytes } from 'node:crypto';
+import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_socket } from 'uWebSockets.js';
+import {
+  decodeBinaryFrame,
+  encodePageEvent,
+  encodeRejectedFrame,
+  parseJsonFrame,
+  type ClientEvent,
+  type FrameLimits,
+  type FrameOutcome,
+  type PageEvent,
+  type RejectionReasonCode,
+  type Transport,
+} from '@dwell/protocol';
+import type { Logger, MetricsRegistry } from '@dwell/runtime';
+import { originAllowed, verifyToken, type Sites, type TokenClaims } from './auth.js';
+import { CloseCode } from './close-codes.js';
+import type { AppendOutcome, EventLog, LogRecord } from './event-log.js';
+import { GatewayMetrics } from './metrics.js';
+import type { Uws } from './uws.js';
+
+export interface GatewayOptions {
+  readonly gatewayId: string;
+  readonly host: string;
+  readonly port: number;
+  readonly sites: Sites;
+  readonly limits: FrameLimits;
+  readonly rateEventsPerSecond: number;
+  readonly rateBurst: number;
+  readonly maxConnectionsPerIp: number;
+  readonly idleTimeoutSeconds: number;
+  readonly maxBackpressureBytes: number;
+  /** Bytes of a refused input kept in its dead letter. */
+  readonly maxDeadLetterBytes?: number;
+  readonly now?: () => number;
+}
+
+export interface GatewayDeps {
+  readonly uws: Uws;
+  readonly events: EventLog;
+  readonly rejected: EventLog;
+  readonly logger: Logger;
+  readonly metrics: MetricsRegistry;
+}
+
+interface Connection {
+  readonly id: string;
+  readonly claims: TokenClaims;
+  readonly remoteAddr: string;
+  readonly origin: string | null;
+  readonly userAgent: string | null;
+  /** Frames received so far; frame n is the n-th message on this socket. */
+  received: number;
+  /** Every frame ≤ this has been settled (stored, refused or nacked) and acknowledged. */
+  acked: number;
+  readonly settledAhead: Set<number>;
+  tokens: number;
+  tokensAt: number;
+  closed: boolean;
+}
+
+/** Server → client frames, JSON text. */
+type ServerFrame =
+  | { t: 'ack'; n: number }
+  | { t: 'nack'; n: number; reason: 'unavailable' | 'overloaded'; retry_after_ms: number }
+  | { t: 'error'; n: number; reason: RejectionReasonCode; detail: string; index?: number }
+  | { t: 'hello'; gateway_id: string; connection_id: string; heartbeat_s: number };
+
+export interface RunningGateway {
+  readonly port: number;
+  readonly connections: number;
+  /** Stop accepting, store what is in flight, close every socket with a reconnect hint. */
+  drain(timeoutMs: number): Promise<void>;
+}
+
+/**
+ * The ingest edge: WebSocket `/v1/ws` (JSON text or Avro binary frames), `POST /v1/events`
+ * (JSON, also as a `sendBeacon` text/plain body), `/healthz`, `/readyz`, `/metrics`.
+ */
+export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): Promise<RunningGateway> {
+  const { uws, logger } = deps;
+  const now = options.now ?? Date.now;
+  const metrics = new GatewayMetrics(deps.metrics, () => ({
+    eventsBuffered: deps.events.bufferedBytes,
+    kafkaAvailable: deps.events.available,
+  }));
+  const sockets = new Set<WebSocket<Connection>>();
+  const perIp = new Map<string, number>();
+  let draining = false;
+  const maxDeadLetterBytes = options.maxDeadLetterBytes ?? 16_384;
+
+  const deadLetter = (
+    reason: RejectionReasonCode,
+    detail: string,
+    raw: Uint8Array,
+    transport: string,
+    facts: { remoteAddr?: string; origin?: string | null; claims?: TokenClaims; event?: ClientEvent | undefined },
+  ): void => {
+    metrics.rejected(reason);
+    const truncated = raw.length > maxDeadLetterBytes;
+    const value = encodeRejectedFrame({
+      recv_ms: now(),
+      gateway_id: options.gatewayId,
+      reason,
+      detail,
+      raw: Buffer.from(truncated ? raw.subarray(0, maxDeadLetterBytes) : raw),
+      raw_truncated: truncated,
+      transport,
+      remote_addr: facts.remoteAddr ?? null,
+      origin: facts.origin ?? null,
+      site_id: facts.claims?.site_id ?? null,
+      user_id: facts.claims?.user_id ?? null,
+      page_view_id: facts.event?.page_view_id ?? null,
+      seq: facts.event?.seq ?? null,
+    });
+    void deps.rejected.append([{ key: facts.claims?.site_id ?? facts.remoteAddr ?? 'unknown', value }]).then((outcome) => {
+      if (!outcome.stored) logger.error('dead letter not stored', { reason, detail, because: outcome.reason });
+    });
+  };
+
+  /** Stamps and encodes accepted events; the key keeps a page view's events on one partition, in order. */
+  const toRecords = (events: readonly ClientEvent[], claims: TokenClaims, userAgent: string | null, transport: Transport): LogRecord[] => {
+    const recvMs = now();
+    return events.map((event) => {
+      const stamped: PageEvent = {
+        recv_ms: recvMs,
+        gateway_id: options.gatewayId,
+        site_id: claims.site_id,
+        user_id: claims.user_id,
+        user_agent: userAgent,
+        transport,
+        event,
+      };
+      return { key: event.page_view_id, value: encodePageEvent(stamped) };
+    });
+  };
+
+  /** Takes `count` events from the connection's token bucket; false when the bucket is empty. */
+  const takeTokens = (connection: Connection, count: number): boolean => {
+    const at = now();
+    connection.tokens = Math.min(
+      options.rateBurst,
+      connection.tokens + ((at - connection.tokensAt) / 1000) * options.rateEventsPerSecond,
+    );
+    connection.tokensAt = at;
+    if (connection.tokens < count) return false;
+    connection.tokens -= count;
+    return true;
+  };
+
+  const send = (ws: WebSocket<Connection>, frame: ServerFrame): void => {
+    const connection = ws.getUserData();
+    if (connection.closed) return;
+    const status = ws.send(JSON.stringify(frame), false);
+    if (status === 2 || ws.getBufferedAmount() > options.maxBackpressureBytes) {
+      // The client is not reading its acks: it cannot be kept in step, close it (it will resend).
+      metrics.slowClientClosed();
+      connection.closed = true;
+      ws.end(CloseCode.slow_client.code, CloseCode.slow_client.reason);
+    }
+  };
+
+  /** Marks frame n settled and sends the cumulative ack if the settled prefix grew. */
+  const settle = (ws: WebSocket<Connection>, n: number): void => {
+    const connection = ws.getUserData();
+    if (connection.closed) return;
+    if (n !== connection.acked + 1) {
+      connection.settledAhead.add(n);
+      return;
+    }
+    connection.acked = n;
+    while (connection.settledAhead.delete(connection.acked + 1)) connection.acked += 1;
+    send(ws, { t: 'ack', n: connection.acked });
+  };
+
+  const onFrame = (ws: WebSocket<Connection>, message: ArrayBuffer, isBinary: boolean): void => {
+    const connection = ws.getUserData();
+    const n = ++connection.received;
+    const transport: Transport = isBinary ? 'ws_avro' : 'ws_json';
+    metrics.frameIn(message.byteLength);
+    // uWebSockets.js neuters `message` after this callback returns; copy before any await.
+    const raw = new Uint8Array(message.slice(0));
+    const parsed: FrameOutcome = isBinary
+      ? decodeBinaryFrame(raw, options.limits)
+      : parseJsonFrame(raw, options.limits);
+    const facts = { remoteAddr: connection.remoteAddr, origin: connection.origin, claims: connection.claims };
+    if (!parsed.ok) {
+      deadLetter(parsed.reason, parsed.detail, raw, transport, facts);
+      ws.cork(() => {
+        send(ws, { t: 'error', n, reason: parsed.reason, detail: parsed.detail });
+        settle(ws, n);
+      });
+      return;
+    }
+    let events = parsed.events;
+    if (events.length > 0 && !takeTokens(connection, events.length)) {
+      deadLetter('rate_limited', `more than ${options.rateEventsPerSecond} events/s`, raw, transport, facts);
+      send(ws, { t: 'error', n, reason: 'rate_limited', detail: `more than ${options.rateEventsPerSecond} events/s sustained` });
+      events = [];
+    }
+    for (const rejected of parsed.rejected) {
+      deadLetter(rejected.reason, rejected.detail, rejected.raw, transport, { ...facts, event: undefined });
+      send(ws, {
+        t: 'error',
+        n,
+        reason: rejected.reason,
+        detail: rejected.detail,
+        index: rejected.index,
+      });
+    }
+    if (events.length === 0) {
+      settle(ws, n);
+      return;
+    }
+    metrics.eventsIn(events.length, transport);
+    void deps.events.append(toRecords(events, connection.claims, connection.userAgent, transport)).then((outcome: AppendOutcome) => {
+      if (connection.closed) return;
+      ws.cork(() => {
+        if (outcome.stored) metrics.eventsStored(events.length);
+        else send(ws, { t: 'nack', n, reason: outcome.reason, retry_after_ms: outcome.retryAfterMs });
+        settle(ws, n);
+      });
+    });
+  };
+
+  const app: TemplatedApp = uws.App();
+
+  app.ws<Connection>('/v1/ws', {
+    // uWebSockets.js closes frames above this hard limit itself (1009); frames between the
+    // configured limit and this one get a typed error and a dead letter instead.
+    maxPayloadLength: Math.max(options.limits.maxFrameBytes * 4, 1 << 20),
+    idleTimeout: options.idleTimeoutSeconds,
+    sendPingsAutomatically: true,
+    maxBackpressure: options.maxBackpressureBytes,
+    closeOnBackpressureLimit: 0,
+    compression: uws.DISABLED,
+    upgrade: (res: HttpResponse, req: HttpRequest, context) => {
+      // Everything needed from `req` is copied now: it is invalid after this function returns.
+      const key = req.getHeader('sec-websocket-key');
+      const protocol = req.getHeader('sec-websocket-protocol');
+      const extensions = req.getHeader('sec-websocket-extensions');
+      const origin = req.getHeader('origin');
+      const userAgent = req.getHeader('user-agent');
+      const token = req.getQuery('token') ?? bearer(req.getHeader('authorization'));
+      const remoteAddr = Buffer.from(res.getRemoteAddressAsText()).toString();
+      const refuse = (status: string, reason: RejectionReasonCode, detail: string, claims?: TokenClaims): void => {
+        deadLetter(reason, detail, Buffer.alloc(0), 'ws_upgrade', { remoteAddr, origin: origin || null, ...(claims ? { claims } : {}) });
+        res.cork(() => {
+          res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify({ reason, detail }));
+        });
+      };
+      if (draining) {
+        res.cork(() => res.writeStatus('503 Service Unavailable').writeHeader('retry-after', '1').end('draining'));
+        return;
+      }
+      const check = verifyToken(token === '' ? undefined : token, options.sites, now());
+      if (!check.ok) return refuse('401 Unauthorized', check.reason, check.detail);
+      const site = options.sites.get(check.claims.site_id);
+      if (site === undefined || !originAllowed(site, origin)) {
+        return refuse('403 Forbidden', 'forbidden_origin', `origin ${origin} is not allowed for site ${check.claims.site_id}`, check.claims);
+      }
+      if ((perIp.get(remoteAddr) ?? 0) >= options.maxConnectionsPerIp) {
+        return refuse('429 Too Many Requests', 'too_many_connections', `more than ${options.maxConnectionsPerIp} connections from ${remoteAddr}`, check.claims);
+      }
+      const connection: Connection = {
+        id: randomBytes(8).toString('hex'),
+        claims: check.claims,
+        remoteAddr,
+        origin: origin === '' ? null : origin,
+        userAgent: userAgent === '' ? null : userAgent,
+        received: 0,
+        acked: 0,
+        settledAhead: new Set(),
+        tokens: options.rateBurst,
+        tokensAt: now(),
+        closed: false,
+      };
+      res.cork(() => res.upgrade(connection, key, protocol, extensions, context));
+    },
+    open: (ws) => {
+      const connection = ws.getUserData();
+      sockets.add(ws);
+      perIp.set(connection.remoteAddr, (perIp.get(connection.remoteAddr) ?? 0) + 1);
+      metrics.connectionOpened();
+      send(ws, { t: 'hello', gateway_id: options.gatewayId, connection_id: connection.id, heartbeat_s: options.idleTimeoutSeconds });
+    },
+    message: (ws, message, isBinary) => {
+      if (message.byteLength > options.limits.maxFrameBytes) {
+        const connection = ws.getUserData();
+        const n = ++connection.received;
+        const detail = `frame of ${message.byteLength} bytes exceeds ${options.limits.maxFrameBytes}`;
+        deadLetter('frame_too_large', detail, new Uint8Array(message.slice(0, maxDeadLetterBytes)), isBinary ? 'ws_avro' : 'ws_json', {
+          remoteAddr: connection.remoteAddr,
+          origin: connection.origin,
+          claims: connection.claims,
+        });
+        ws.cork(() => {
+          send(ws, { t: 'error', n, reason: 'frame_too_large', detail });
+          settle(ws, n);
+        });
+        return;
+      }
+      onFrame(ws, message, isBinary);
+    },
+    drain: (ws) => {
+      metrics.drained();
+      void ws;
+    },
+    close: (ws) => {
+      const connection = ws.getUserData();
+      connection.closed = true;
+      sockets.delete(ws);
+      const left = (perIp.get(connection.remoteAddr) ?? 1) - 1;
+      if (left === 0) perIp.delete(connection.remoteAddr);
+      else perIp.set(connection.remoteAddr, left);
+      metrics.connectionClosed();
+    },
+  });
+
+  app.post('/v1/events', (res, req) => {
+    const origin = req.getHeader('origin');
+    const userAgent = req.getHeader('user-agent');
+    const contentType = req.getHeader('content-type');
+    const token = req.getQuery('token') ?? bearer(req.getHeader('authorization'));
+    const remoteAddr = Buffer.from(res.getRemoteAddressAsText()).toString();
+    const transport: Transport = contentType.startsWith('text/plain') ? 'beacon' : 'http';
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    const reply = (status: string, body: unknown, headers: Record<string, string> = {}): void => {
+      if (aborted) return;
+      res.cork(() => {
+        res.writeStatus(status).writeHeader('content-type', 'application/json');
+        if (origin !== '') res.writeHeader('access-control-allow-origin', origin);
+        for (const [name, value] of Object.entries(headers)) res.writeHeader(name, value);
+        res.end(JSON.stringify(body));
+      });
+    };
+    if (draining) return reply('503 Service Unavailable', { reason: 'unavailable', detail: 'draining' }, { 'retry-after': '1' });
+    const check = verifyToken(token === '' ? undefined : token, options.sites, now());
+    if (!check.ok) {
+      deadLetter(check.reason, check.detail, Buffer.alloc(0), transport, { remoteAddr, origin: origin || null });
+      return reply('401 Unauthorized', { reason: check.reason, detail: check.detail });
+    }
+    const claims = check.claims;
+    const site = options.sites.get(claims.site_id);
+    if (site === undefined || !originAllowed(site, origin)) {
+      deadLetter('forbidden_origin', `origin ${origin} not allowed`, Buffer.alloc(0), transport, { remoteAddr, origin, claims });
+      return reply('403 Forbidden', { reason: 'forbidden_origin', detail: `origin ${origin} is not allowed for site ${claims.site_id}` });
+    }
+    if (!deps.events.available) {
+      return reply('503 Service Unavailable', { reason: 'unavailable', detail: 'the event log is unavailable; retry' }, { 'retry-after': '2' });
+    }
+    // The size limit is enforced while the body streams in, never after buffering all of it.
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooLarge = false;
+    res.onData((chunk, isLast) => {
+      if (tooLarge) return;
+      size += chunk.byteLength;
+      if (size > options.limits.maxFrameBytes) {
+        tooLarge = true;
+        const detail = `body exceeds ${options.limits.maxFrameBytes} bytes`;
+        deadLetter('frame_too_large', detail, Buffer.concat(chunks).subarray(0, maxDeadLetterBytes), transport, { remoteAddr, origin, claims });
+        reply('413 Payload Too Large', { reason: 'frame_too_large', detail });
+        if (!aborted) res.close();
+        return;
+      }
+      chunks.push(Buffer.from(chunk.slice(0)));
+      if (!isLast) return;
+      const raw = Buffer.concat(chunks);
+      metrics.frameIn(raw.length);
+      const parsed = parseJsonFrame(raw, options.limits);
+      if (!parsed.ok) {
+        deadLetter(parsed.reason, parsed.detail, raw, transport, { remoteAddr, origin, claims });
+        return reply('400 Bad Request', { reason: parsed.reason, detail: parsed.detail });
+      }
+      const rejected = parsed.rejected.map((r) => {
+        deadLetter(r.reason, r.detail, r.raw, transport, { remoteAddr, origin, claims });
+        return { index: r.index, reason: r.reason, detail: r.detail };
+      });
+      metrics.eventsIn(parsed.events.length, transport);
+      void deps.events.append(toRecords(parsed.events, claims, userAgent === '' ? null : userAgent, transport)).then((outcome) => {
+        if (!outcome.stored) {
+          return reply('503 Service Unavailable', { reason: outcome.reason, detail: 'not stored; retry', rejected }, {
+            'retry-after': String(Math.ceil(outcome.retryAfterMs / 1000)),
+          });
+        }
+        metrics.eventsStored(parsed.events.length);
+        reply('200 OK', { accepted: parsed.events.length, rejected });
+      });
+    });
+  });
+
+  app.options('/v1/events', (res, req) => {
+    const origin = req.getHeader('origin');
+    res.cork(() => {
+      res
+        .writeStatus('204 No Content')
+        .writeHeader('access-control-allow-origin', origin === '' ? '*' : origin)
+        .writeHeader('access-control-allow-methods', 'POST')
+        .writeHeader('access-control-allow-headers', 'authorization, content-type')
+        .writeHeader('access-control-max-age', '86400')
+        .end();
+    });
+  });
+
+  app.get('/healthz', (res) => {
+    res.cork(() => res.writeHeader('content-type', 'text/plain').end('ok'));
+  });
+  app.get('/readyz', (res) => {
+    const ready = !draining && deps.events.available;
+    res.cork(() => {
+      res.writeStatus(ready ? '200 OK' : '503 Service Unavailable').writeHeader('content-type', 'text/plain');
+      res.end(draining ? 'draining' : deps.events.available ? 'ready' : 'kafka unavailable');
+    });
+  });
+  app.get('/metrics', (res) => {
+    const body = deps.metrics.render();
+    res.cork(() => res.writeHeader('content-type', 'text/plain; version=0.0.4').end(body));
+  });
+  app.any('/*', (res) => {
+    res.cork(() => res.writeStatus('404 Not Found').writeHeader('content-type', 'text/plain').end('not found'));
+  });
+
+  return new Promise((resolve, reject) => {
+    app.listen(options.host, options.port, (listenSocket: us_listen_socket | false) => {
+      if (listenSocket === false) {
+        reject(new Error(`could not listen on ${options.host}:${options.port} (in use, or not allowed)`));
+        return;
+      }
+      const port = uws.us_socket_local_port(listenSocket);
+      resolve({
+        port,
+        get connections() {
+          return sockets.size;
+        },
+        drain: async (timeoutMs: number) => {
+          draining = true;
+          uws.us_listen_socket_close(listenSocket);
+          const deadline = new Promise<void>((done) => setTimeout(done, timeoutMs).unref());
+          await Promise.race([Promise.all([deps.events.drain(), deps.rejected.drain()]), deadline]);
+          for (const ws of [...sockets]) {
+            const connection = ws.getUserData();
+            if (connection.closed) continue;
+            connection.closed = true;
+            // Spread reconnects over a few seconds so the remaining nodes are not stampeded.
+            const hint = JSON.stringify({ reason: CloseCode.reconnect.reason, retry_after_ms: 500 + Math.floor(Math.random() * 4500) });
+            ws.end(CloseCode.reconnect.code, hint);
+          }
+        },
+      });
+    });
+  });
+}
+
+function bearer(header: string): string | undefined {
+  return header.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
+}

@@ -1,0 +1,25 @@
+import { hostname } from 'node:os';
+import { env, parseConfig, type ConfigOf, LOG_LEVELS } from '@dwell/runtime';
+
+/** Every setting the processor reads from the environment, with its default. */
+export const PROCESSOR_SETTINGS = {
+  KAFKA_BROKERS: env.list('Kafka bootstrap servers, host:port,… (unset under `dwell up`: the local broker).', undefined),
+  DWELL_EVENTS_TOPIC: env.string('Topic of accepted events (the ledger).', 'dwell.events.v1'),
+  DWELL_REJECTED_TOPIC: env.string('Topic of rejected input (dead letters), e.g. late events.', 'dwell.rejected.v1'),
+  PROCESSOR_GROUP_ID: env.string('Kafka consumer group of the processors.', 'dwell-processor'),
+  PROCESSOR_ID: env.string('This processor instance in logs.', `${hostname()}-${process.pid}`),
+  PROCESSOR_HTTP_HOST: env.string('Address of the billing API, health and metrics.', '127.0.0.1'),
+  PROCESSOR_HTTP_PORT: env.int('Port of the billing API, health and metrics.', 8081, { min: 0, max: 65535 }),
+  CLICKHOUSE_URL: env.optionalString('ClickHouse server HTTP URL. Unset: embedded ClickHouse (chDB) in the processor.'),
+  CLICKHOUSE_USER: env.string('ClickHouse user (server mode).', 'default'),
+  CLICKHOUSE_PASSWORD: env.string('ClickHouse password (server mode).', ''),
+  CLICKHOUSE_DATABASE: env.string('Database of dwell tables.', 'dwell'),
+  CLICKHOUSE_DATA_DIR: env.string('Embedded mode: chDB data folder (one process owns it).', '.data/clickhouse'),
+  LOG_LEVEL: env.oneOf('debug, info, warn, error or silent.', LOG_LEVELS, 'info'),
+} as const;
+
+export type ProcessorConfig = ConfigOf<typeof PROCESSOR_SETTINGS>;
+
+export function processorConfigFromEnv(source: Readonly<Record<string, string | undefined>>): ProcessorConfig {
+  return parseConfig(PROCESSOR_SETTINGS, source);
+}
