@@ -1,6 +1,7 @@
 /** Helpers shared by integration tests. */
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
+import { openWarehouse } from '../packages/warehouse/src/index.js';
 
 /** A name no other test uses: every test gets its own topics, groups, tables. */
 export function uniqueName(prefix: string): string {
@@ -31,5 +32,23 @@ export async function eventually<T>(
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`);
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+/** Server mode only: drops a test's database (embedded data folders are simply deleted). */
+export async function dropTestDatabase(database: string): Promise<void> {
+  const url = inject('clickhouseUrl');
+  if (url === '') return;
+  const warehouse = await openWarehouse({
+    url,
+    username: inject('clickhouseUser'),
+    password: inject('clickhousePassword'),
+    database,
+    dataDir: '',
+  });
+  try {
+    await warehouse.client.command({ query: `DROP DATABASE IF EXISTS ${database}` });
+  } finally {
+    await warehouse.close();
   }
 }

@@ -1,4 +1,4 @@
-import { Kafka, logLevel, type ITopicConfig, type LogEntry, type logCreator } from 'kafkajs';
+import { Kafka, Partitioners, logLevel, type ITopicConfig, type LogEntry, type Producer, type ProducerConfig, type logCreator } from 'kafkajs';
 import type { Logger } from '@dwell/runtime';
 
 /** How to reach a Kafka cluster. Built from `KAFKA_BROKERS` by the services' config. */
@@ -78,4 +78,13 @@ export async function offsetsAtTime(
   } finally {
     await admin.disconnect();
   }
+}
+
+/**
+ * A producer with the Java client's murmur2 partitioner (KafkaJS's default since 2.0, set
+ * explicitly so the choice is visible): a page view's key maps to the same partition as any other
+ * Kafka client would put it.
+ */
+export function createProducer(kafka: Kafka, config: Omit<ProducerConfig, 'createPartitioner'> = {}): Producer {
+  return kafka.producer({ allowAutoTopicCreation: false, ...config, createPartitioner: Partitioners.DefaultPartitioner });
 }

@@ -29,8 +29,11 @@ function setting<T>(doc: string, defaultText: string | undefined, parse: (raw: s
 }
 
 export const env = {
-  string(doc: string, fallback: string): Setting<string> {
-    return setting(doc, fallback, (raw) => (raw === undefined || raw === '' ? fallback : raw));
+  /** `shownDefault` documents a computed default (e.g. `<hostname>-<pid>`). */
+  string(doc: string, fallback: string, shownDefault?: string): Setting<string> {
+    return setting(doc, shownDefault ?? (fallback === '' ? '(empty)' : fallback), (raw) =>
+      raw === undefined || raw === '' ? fallback : raw,
+    );
   },
   optionalString(doc: string): Setting<string | undefined> {
     return setting(doc, undefined, (raw) => (raw === undefined || raw === '' ? undefined : raw));

@@ -6,7 +6,7 @@ import { parseSites } from './auth.js';
 export const GATEWAY_SETTINGS = {
   GATEWAY_HOST: env.string('Address the gateway listens on.', '127.0.0.1'),
   GATEWAY_PORT: env.int('Port for WebSocket, HTTP events, health and metrics.', 8080, { min: 0, max: 65535 }),
-  GATEWAY_ID: env.string('This gateway instance in logs and on every event it stamps.', `${hostname()}-${process.pid}`),
+  GATEWAY_ID: env.string('This gateway instance in logs and on every event it stamps.', `${hostname()}-${process.pid}`, '<hostname>-<pid>'),
   KAFKA_BROKERS: env.list('Kafka bootstrap servers, host:port,… (unset under `dwell up`: the local broker).', undefined),
   DWELL_EVENTS_TOPIC: env.string('Topic of accepted events (the ledger).', 'dwell.events.v1'),
   DWELL_REJECTED_TOPIC: env.string('Topic of rejected input (dead letters).', 'dwell.rejected.v1'),

@@ -1,4 +1,4 @@
-import { createKafka, ensureTopics, type Producer } from '@dwell/kafka';
+import { createKafka, createProducer, ensureTopics, type Producer } from '@dwell/kafka';
 import { DEFAULT_FRAME_LIMITS } from '@dwell/protocol';
 import { MetricsRegistry, type Logger } from '@dwell/runtime';
 import type { GatewayConfig } from './config.js';
@@ -25,7 +25,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   const kafka = createKafka({ brokers: config.KAFKA_BROKERS, clientId: `dwell-gateway-${config.GATEWAY_ID}`, logger: log });
   await ensureTopics(kafka, [{ topic: config.DWELL_EVENTS_TOPIC }, { topic: config.DWELL_REJECTED_TOPIC }]);
 
-  const producer: Producer = kafka.producer({ allowAutoTopicCreation: false, maxInFlightRequests: 5 });
+  const producer: Producer = createProducer(kafka, { maxInFlightRequests: 5 });
   await producer.connect();
 
   const metrics = new MetricsRegistry().withProcessMetrics('dwell_gateway');

@@ -328,13 +328,15 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
     res.onAborted(() => {
       aborted = true;
     });
-    const reply = (status: string, body: unknown, headers: Record<string, string> = {}): void => {
-      if (aborted) return;
+    let answered = false;
+    const reply = (status: string, body: unknown, headers: Record<string, string> = {}, closeConnection = false): void => {
+      if (aborted || answered) return;
+      answered = true;
       res.cork(() => {
         res.writeStatus(status).writeHeader('content-type', 'application/json');
         if (origin !== '') res.writeHeader('access-control-allow-origin', origin);
         for (const [name, value] of Object.entries(headers)) res.writeHeader(name, value);
-        res.end(JSON.stringify(body));
+        res.end(JSON.stringify(body), closeConnection);
       });
     };
     if (draining) return reply('503 Service Unavailable', { reason: 'unavailable', detail: 'draining' }, { 'retry-after': '1' });
@@ -363,8 +365,8 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
         tooLarge = true;
         const detail = `body exceeds ${options.limits.maxFrameBytes} bytes`;
         deadLetter('frame_too_large', detail, Buffer.concat(chunks).subarray(0, maxDeadLetterBytes), transport, { remoteAddr, origin, claims });
-        reply('413 Payload Too Large', { reason: 'frame_too_large', detail });
-        if (!aborted) res.close();
+        // Answer now and close: the rest of the body is never read.
+        reply('413 Payload Too Large', { reason: 'frame_too_large', detail }, {}, true);
         return;
       }
       chunks.push(Buffer.from(chunk.slice(0)));

@@ -7,7 +7,7 @@ export const PROCESSOR_SETTINGS = {
   DWELL_EVENTS_TOPIC: env.string('Topic of accepted events (the ledger).', 'dwell.events.v1'),
   DWELL_REJECTED_TOPIC: env.string('Topic of rejected input (dead letters), e.g. late events.', 'dwell.rejected.v1'),
   PROCESSOR_GROUP_ID: env.string('Kafka consumer group of the processors.', 'dwell-processor'),
-  PROCESSOR_ID: env.string('This processor instance in logs.', `${hostname()}-${process.pid}`),
+  PROCESSOR_ID: env.string('This processor instance in logs.', `${hostname()}-${process.pid}`, '<hostname>-<pid>'),
   PROCESSOR_HTTP_HOST: env.string('Address of the billing API, health and metrics.', '127.0.0.1'),
   PROCESSOR_HTTP_PORT: env.int('Port of the billing API, health and metrics.', 8081, { min: 0, max: 65535 }),
   CLICKHOUSE_URL: env.optionalString('ClickHouse server HTTP URL. Unset: embedded ClickHouse (chDB) in the processor.'),
