@@ -107,9 +107,10 @@ export async function startLocalKafka(options: LocalKafkaOptions = {}): Promise<
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'dwell-kafka-')));
   await mkdir(dataDir, { recursive: true });
   const port = options.port !== undefined && options.port !== 0 ? options.port : await freePort();
-  const controllerPort = await freePort();
   const logDir = join(dataDir, 'kraft-logs');
   const propertiesFile = join(dataDir, 'server.properties');
+  // A restarted broker keeps its controller address: the KRaft quorum state names it.
+  const controllerPort = (await previousControllerPort(propertiesFile)) ?? (await freePort());
   await writeFile(propertiesFile, serverProperties({ port, controllerPort, logDir }));
 
   const classpath = `${libDir}/*`;
@@ -167,6 +168,12 @@ export async function startLocalKafka(options: LocalKafkaOptions = {}): Promise<
     throw error;
   }
   return { brokers, version, dataDir, pid: child.pid, stop };
+}
+
+async function previousControllerPort(propertiesFile: string): Promise<number | undefined> {
+  if (!existsSync(propertiesFile)) return undefined;
+  const match = /^controller\.quorum\.voters=1@127\.0\.0\.1:(\d+)$/m.exec(await readFile(propertiesFile, 'utf8'));
+  return match?.[1] === undefined ? undefined : Number(match[1]);
 }
 
 function serverProperties(p: { port: number; controllerPort: number; logDir: string }): string {

@@ -1,1 +1,55 @@
 export * from './types.js';
+export {
+  RejectionReason,
+  REJECTION_REASON_CODES,
+  isRejectionReason,
+  type RejectionReasonCode,
+  type RejectionReasonInfo,
+  type EventRejectionReason,
+  type FrameRejectionReason,
+} from './rejection.js';
+export {
+  DEFAULT_FRAME_LIMITS,
+  FrameLimitsError,
+  frameLimits,
+  parseJsonFrame,
+  decodeBinaryFrame,
+  validateClientEvent,
+  type FrameLimits,
+  type FrameOutcome,
+  type EventRejection,
+  type EventValidation,
+} from './validation.js';
+export {
+  encodePageEvent,
+  decodePageEvent,
+  encodeRejectedFrame,
+  decodeRejectedFrame,
+  encodeClientBatch,
+  encodeJsonFrame,
+  stampEvent,
+  type GatewayStamp,
+} from './codec.js';
+export {
+  RECORD_NAMES,
+  SINGLE_OBJECT_MARKER,
+  SINGLE_OBJECT_HEADER_BYTES,
+  DECODE_FAILURES,
+  SingleObjectDecodeError,
+  SchemaRegistry,
+  schemaRegistry,
+  schemaVersions,
+  currentSchema,
+  identifySchema,
+  encodeSingleObject,
+  decodeSingleObject,
+  decodeSingleObjectOrThrow,
+  fingerprintHex,
+  type RecordName,
+  type RecordTypes,
+  type SchemaFile,
+  type SchemaVersion,
+  type DecodeFailureCode,
+  type DecodeOutcome,
+} from './schemas.js';
+export { parsingCanonicalForm, rabinFingerprint, schemaFingerprint, SchemaFormError } from './fingerprint.js';

@@ -65,6 +65,14 @@ export interface ClientEvent {
   readonly impressions: readonly ImpressionState[];
 }
 
+/**
+ * A binary WebSocket frame from a native client (`schemas/ClientBatch`), single-object encoded.
+ * Browsers send the same shape as JSON text: `{"events": [ClientEvent, ...]}`.
+ */
+export interface ClientBatch {
+  readonly events: readonly ClientEvent[];
+}
+
 /** A client event as stored on `dwell.events.v1`: the ledger record. */
 export interface PageEvent {
   /** Gateway wall clock when the frame arrived, Unix ms. */

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import type * as ChdbConnection from 'chdb/connection';
 
 /** Where ClickHouse is. Built from `CLICKHOUSE_*` by the services' config. */
 export interface WarehouseConfig {
@@ -59,9 +60,9 @@ export async function openWarehouse(config: WarehouseConfig): Promise<Warehouse>
     mkdirSync(location, { recursive: true });
     // chdb ships CommonJS only for its connection subpath.
     const require = createRequire(import.meta.url);
-    let chdb: typeof import('chdb/connection');
+    let chdb: typeof ChdbConnection;
     try {
-      chdb = require('chdb/connection') as typeof import('chdb/connection');
+      chdb = require('chdb/connection') as typeof ChdbConnection;
     } catch (error) {
       throw new WarehouseError(
         `embedded ClickHouse needs the chdb package (npm install chdb), or set CLICKHOUSE_URL to a server: ${String(error)}`,

@@ -3,16 +3,30 @@ import { describe, expect, it } from 'vitest';
 import { describeConfig } from '@dwell/runtime';
 import { GATEWAY_SETTINGS } from '@dwell/gateway';
 import { PROCESSOR_SETTINGS } from '@dwell/processor';
+import { RejectionReason } from '@dwell/protocol';
 
-describe('README', () => {
-  it('documents every environment variable the services read, as the code declares it', () => {
-    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
-    const table = /<!-- config-table:start -->\n([\s\S]*?)\n<!-- config-table:end -->/.exec(readme)?.[1];
-    expect(table, 'README has a configuration table between the markers').toBeDefined();
+// The generated tables in the docs must say what the code does. `node scripts/docs-tables.mjs`
+// (after `npm run build`) rewrites them.
+function between(file: string, marker: string): string | undefined {
+  const text = readFileSync(new URL(`../../../${file}`, import.meta.url), 'utf8');
+  return new RegExp(`<!-- ${marker}:start -->\\n([\\s\\S]*?)\\n<!-- ${marker}:end -->`).exec(text)?.[1];
+}
+
+describe('generated documentation tables', () => {
+  it('README lists every environment variable the services read, as the code declares it', () => {
     const rows = new Map<string, string>();
     for (const row of [...describeConfig(GATEWAY_SETTINGS), ...describeConfig(PROCESSOR_SETTINGS)]) {
       rows.set(row.split('|')[1] ?? row, row);
     }
-    expect(table).toBe(['| variable | default | meaning |', '|---|---|---|', ...rows.values()].join('\n'));
+    expect(between('README.md', 'config-table')).toBe(['| variable | default | meaning |', '|---|---|---|', ...rows.values()].join('\n'));
+  });
+
+  it('docs/protocol.md lists every rejection reason as the code declares it', () => {
+    const rows = Object.entries(RejectionReason).map(
+      ([code, info]) => `| \`${code}\` | ${info.scope} | ${info.retriable ? 'yes' : 'no'} | ${info.description} |`,
+    );
+    expect(between('docs/protocol.md', 'rejection-table')).toBe(
+      ['| reason | scope | retriable | meaning |', '|---|---|---|---|', ...rows].join('\n'),
+    );
   });
 });

@@ -175,6 +175,12 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
 
   const onFrame = (ws: WebSocket<Connection>, message: ArrayBuffer, isBinary: boolean): void => {
     const connection = ws.getUserData();
+    if (connection.claims.exp * 1000 <= now()) {
+      // The token expired while the socket was open; nothing of this frame is taken.
+      connection.closed = true;
+      ws.end(CloseCode.token_expired.code, CloseCode.token_expired.reason);
+      return;
+    }
     const n = ++connection.received;
     const transport: Transport = isBinary ? 'ws_avro' : 'ws_json';
     metrics.frameIn(message.byteLength);

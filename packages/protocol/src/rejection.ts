@@ -1,0 +1,155 @@
+/**
+ * Every reason dwell refuses input, in one table: the code goes back to the client on the
+ * connection and into `RejectedFrame.reason` on `dwell.rejected.v1` (ARCHITECTURE.md invariant 6).
+ *
+ * - `scope`: what the rejection covers. `frame`: the whole frame, no event in it was accepted.
+ *   `event`: one event of a frame; the frame's valid events still went through. `frame_or_event`:
+ *   either, depending on where the problem is (the frame's envelope or one event). `connection`:
+ *   refused at upgrade or the connection is closed. `log`: decided by the processor reading the log.
+ * - `retriable`: whether sending the same bytes again later can succeed. The SDK drops events
+ *   rejected with `retriable: false` from its outbox (resending cannot help) and keeps the others.
+ */
+export const RejectionReason = {
+  // Frame-level: the bytes could not be read at all.
+  malformed_json: {
+    scope: 'frame',
+    retriable: false,
+    description: 'The text frame or body is not valid UTF-8 JSON.',
+  },
+  malformed_avro: {
+    scope: 'frame',
+    retriable: false,
+    description:
+      'The binary frame is not a single-object encoded value: bad marker, cut off, or a body that does not match its writer schema.',
+  },
+  unknown_schema: {
+    scope: 'frame',
+    retriable: false,
+    description:
+      'The binary frame names a writer schema (by fingerprint) that is not a known version of ClientBatch.',
+  },
+  frame_too_large: {
+    scope: 'frame',
+    retriable: false,
+    description: 'The frame or body is larger than maxFrameBytes.',
+  },
+  too_many_events: {
+    scope: 'frame',
+    retriable: false,
+    description: 'The frame carries more than maxEventsPerFrame events. Split it.',
+  },
+  // Frame envelope or one event.
+  not_an_object: {
+    scope: 'frame_or_event',
+    retriable: false,
+    description:
+      'A value that must be a JSON object (the frame, an event, `page`, an impression) is not one.',
+  },
+  missing_field: {
+    scope: 'frame_or_event',
+    retriable: false,
+    description: 'A required field is absent. Every field of ClientEvent is required.',
+  },
+  wrong_type: {
+    scope: 'frame_or_event',
+    retriable: false,
+    description:
+      'A field has the wrong JSON type: e.g. a string where an integer belongs, a fraction, a number beyond 2^53, a negative time or pixel count, null.',
+  },
+  // One event.
+  invalid_value: {
+    scope: 'event',
+    retriable: false,
+    description:
+      'A field has the right type but an impossible value: seq < 1, an empty id, width or height <= 0, visible_px > total_px, an unknown enum symbol, a duplicate impression_id or reason.',
+  },
+  too_long: {
+    scope: 'event',
+    retriable: false,
+    description: 'An id (page_view_id, impression_id, ad_id, campaign_id) is longer than maxIdLength.',
+  },
+  too_many_impressions: {
+    scope: 'event',
+    retriable: false,
+    description: 'An event carries more than maxImpressionsPerEvent impressions.',
+  },
+  // Gateway: the connection or the request.
+  unauthorized_missing_token: {
+    scope: 'connection',
+    retriable: false,
+    description: 'No connection token was presented.',
+  },
+  unauthorized_expired_token: {
+    scope: 'connection',
+    retriable: true,
+    description: 'The connection token has expired: fetch a fresh one and reconnect.',
+  },
+  unauthorized_bad_signature: {
+    scope: 'connection',
+    retriable: false,
+    description: 'The connection token is malformed or its signature does not verify.',
+  },
+  forbidden_origin: {
+    scope: 'connection',
+    retriable: false,
+    description: "The request's Origin is not allowed for the token's site.",
+  },
+  rate_limited: {
+    scope: 'frame',
+    retriable: true,
+    description: 'The connection or user sent more than its rate allows. Back off and resend.',
+  },
+  too_many_connections: {
+    scope: 'connection',
+    retriable: true,
+    description: 'The user, address or gateway has too many open connections. Back off and reconnect.',
+  },
+  // Processor: decided from the log.
+  late: {
+    scope: 'log',
+    retriable: false,
+    description:
+      "The event arrived after the partition's recv_ms watermark passed its page view's last event by ALLOWED_LATENESS.",
+  },
+  duplicate_conflict: {
+    scope: 'log',
+    retriable: false,
+    description:
+      'An event repeats a (page_view_id, seq) already seen with different content; the page view is flagged conflicting_duplicate.',
+  },
+} as const satisfies Record<string, RejectionReasonInfo>;
+
+export interface RejectionReasonInfo {
+  readonly scope: 'frame' | 'event' | 'frame_or_event' | 'connection' | 'log';
+  readonly retriable: boolean;
+  readonly description: string;
+}
+
+export type RejectionReasonCode = keyof typeof RejectionReason;
+
+/** Every code, in table order. */
+export const REJECTION_REASON_CODES = Object.keys(RejectionReason) as readonly RejectionReasonCode[];
+
+/** Narrows a string, e.g. `RejectedFrame.reason` read back from the log, to a known code. */
+export function isRejectionReason(code: string): code is RejectionReasonCode {
+  return Object.hasOwn(RejectionReason, code);
+}
+
+/** Reasons the event validator can give for one event. */
+export type EventRejectionReason = Extract<
+  RejectionReasonCode,
+  'not_an_object' | 'missing_field' | 'wrong_type' | 'invalid_value' | 'too_long' | 'too_many_impressions'
+>;
+
+/** Reasons `parseJsonFrame` / `decodeBinaryFrame` can give for a whole frame. */
+export type FrameRejectionReason = Extract<
+  RejectionReasonCode,
+  | 'malformed_json'
+  | 'malformed_avro'
+  | 'unknown_schema'
+  | 'frame_too_large'
+  | 'too_many_events'
+  | 'not_an_object'
+  | 'missing_field'
+  | 'wrong_type'
+>;
