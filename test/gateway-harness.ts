@@ -61,11 +61,13 @@ export class TestClient {
 
   static async connect(port: number, query: string, headers: Record<string, string> = { origin: ORIGIN }): Promise<TestClient> {
     const socket = new WebSocket(`ws://127.0.0.1:${port}/v1/ws?${query}`, { headers });
+    // Listen before the socket opens: the server's hello can arrive in the same read as the upgrade.
+    const client = new TestClient(socket);
     await new Promise<void>((resolve, reject) => {
       socket.once('open', () => resolve());
       socket.once('error', reject);
     });
-    return new TestClient(socket);
+    return client;
   }
 
   /** Resolves with the HTTP status the gateway answered an upgrade with, when it refused it. */

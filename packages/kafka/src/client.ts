@@ -58,7 +58,14 @@ export async function ensureTopics(kafka: Kafka, specs: readonly TopicSpec[]): P
         replicationFactor: spec.replicationFactor ?? -1,
         configEntries: Object.entries(spec.configEntries ?? {}).map(([name, value]) => ({ name, value })),
       }));
-    if (missing.length > 0) await admin.createTopics({ topics: missing, waitForLeaders: true });
+    if (missing.length > 0) {
+      try {
+        await admin.createTopics({ topics: missing, waitForLeaders: true });
+      } catch (error) {
+        // Another process created them between our list and our create: that is the goal anyway.
+        if (!onlyAlreadyExists(error)) throw error;
+      }
+    }
     return missing.map((spec) => spec.topic);
   } finally {
     await admin.disconnect();
@@ -87,4 +94,10 @@ export async function offsetsAtTime(
  */
 export function createProducer(kafka: Kafka, config: Omit<ProducerConfig, 'createPartitioner'> = {}): Producer {
   return kafka.producer({ allowAutoTopicCreation: false, ...config, createPartitioner: Partitioners.DefaultPartitioner });
+}
+
+function onlyAlreadyExists(error: unknown): boolean {
+  const nested = (error as { errors?: unknown }).errors;
+  if (!Array.isArray(nested) || nested.length === 0) return (error as { type?: unknown }).type === 'TOPIC_ALREADY_EXISTS';
+  return nested.every((inner) => (inner as { type?: unknown }).type === 'TOPIC_ALREADY_EXISTS');
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { ConfigError, createLogger, describeConfig, onShutdownSignal, type LogLevel } from '@dwell/runtime';
-import { GATEWAY_SETTINGS, gatewayConfigFromEnv, mintToken, startGateway } from '@dwell/gateway';
+import { GATEWAY_SETTINGS, gatewayConfigFromEnv, mintToken, runGatewayCluster } from '@dwell/gateway';
 import { PROCESSOR_SETTINGS, processorConfigFromEnv, startProcessor } from '@dwell/processor';
 import { up } from './commands/up.js';
 import { DEMO_DEFAULTS, demo } from './commands/demo.js';
@@ -34,8 +34,8 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'gateway': {
-      const gateway = await startGateway(gatewayConfigFromEnv(process.env), logger);
-      onShutdownSignal(() => gateway.stop(), { logger });
+      const cluster = await runGatewayCluster(gatewayConfigFromEnv(process.env), logger, ['gateway', ...rest]);
+      onShutdownSignal(() => cluster.stop(), { logger });
       return;
     }
     case 'processor': {

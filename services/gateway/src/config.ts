@@ -10,6 +10,7 @@ export const GATEWAY_SETTINGS = {
   KAFKA_BROKERS: env.list('Kafka bootstrap servers, host:port,… (unset under `dwell up`: the local broker).', undefined),
   DWELL_EVENTS_TOPIC: env.string('Topic of accepted events (the ledger).', 'dwell.events.v1'),
   DWELL_REJECTED_TOPIC: env.string('Topic of rejected input (dead letters).', 'dwell.rejected.v1'),
+  GATEWAY_WORKERS: env.int('Gateway processes sharing the port (SO_REUSEPORT); 0 = one per core.', 0, { min: 0, max: 256 }),
   DWELL_SITES: env.json(
     'JSON map site_id → {"secret": "…(≥16 chars)", "origins": ["https://…" or "*"]}.',
     undefined,

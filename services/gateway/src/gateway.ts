@@ -8,6 +8,8 @@ import { loadNativeUws } from './uws.js';
 
 export interface Gateway {
   readonly url: string;
+  /** This process's metrics in the Prometheus text format. */
+  metricsText(): string;
   readonly port: number;
   readonly server: RunningGateway;
   /** Graceful: stop accepting, flush to Kafka, close sockets with a reconnect hint, disconnect. */
@@ -15,7 +17,12 @@ export interface Gateway {
 }
 
 /** Starts one gateway process: Kafka producers, the uWebSockets.js server, metrics. */
-export async function startGateway(config: GatewayConfig, logger: Logger): Promise<Gateway> {
+export interface GatewayHooks {
+  /** What `/metrics` serves; default: this process's metrics. Workers serve all workers' metrics. */
+  readonly metricsText?: () => Promise<string>;
+}
+
+export async function startGateway(config: GatewayConfig, logger: Logger, hooks: GatewayHooks = {}): Promise<Gateway> {
   const uws = loadNativeUws();
   if (config.KAFKA_BROKERS === undefined) throw new Error('KAFKA_BROKERS is required to start the gateway');
   if (config.DWELL_SITES === undefined || config.DWELL_SITES.size === 0) {
@@ -59,7 +66,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
       idleTimeoutSeconds: config.GATEWAY_IDLE_TIMEOUT_S,
       maxBackpressureBytes: config.GATEWAY_MAX_BACKPRESSURE_BYTES,
     },
-    { uws, events, rejected, logger: log, metrics },
+    { uws, events, rejected, logger: log, metrics, ...(hooks.metricsText ? { metricsText: hooks.metricsText } : {}) },
   );
   const url = `http://${config.GATEWAY_HOST}:${server.port}`;
   log.info('listening', { url, ws: `${url.replace('http', 'ws')}/v1/ws`, topic: config.DWELL_EVENTS_TOPIC });
@@ -67,6 +74,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   let stopping: Promise<void> | undefined;
   return {
     url,
+    metricsText: () => metrics.render(),
     port: server.port,
     server,
     stop: () =>

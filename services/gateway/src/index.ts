@@ -5,3 +5,4 @@ export * from './event-log.js';
 export * from './gateway.js';
 export * from './server.js';
 export * from './uws.js';
+export * from './workers.js';

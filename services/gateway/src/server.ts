@@ -41,6 +41,8 @@ export interface GatewayDeps {
   readonly rejected: EventLog;
   readonly logger: Logger;
   readonly metrics: MetricsRegistry;
+  /** What `/metrics` serves; default: `metrics.render()`. */
+  readonly metricsText?: () => Promise<string>;
 }
 
 interface Connection {
@@ -425,8 +427,16 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
     });
   });
   app.get('/metrics', (res) => {
-    const body = deps.metrics.render();
-    res.cork(() => res.writeHeader('content-type', 'text/plain; version=0.0.4').end(body));
+    if (deps.metricsText === undefined) {
+      const body = deps.metrics.render();
+      res.cork(() => res.writeHeader('content-type', 'text/plain; version=0.0.4').end(body));
+      return;
+    }
+    let aborted = false;
+    res.onAborted(() => (aborted = true));
+    void deps.metricsText().then((body) => {
+      if (!aborted) res.cork(() => res.writeHeader('content-type', 'text/plain; version=0.0.4').end(body));
+    });
   });
   app.any('/*', (res) => {
     res.cork(() => res.writeStatus('404 Not Found').writeHeader('content-type', 'text/plain').end('not found'));

@@ -50,7 +50,8 @@ export async function up(options: { dataDir: string; kafkaPort: number }): Promi
     const processor = await startProcessor(processorConfigFromEnv(env), logger);
     stops.push({ name: 'processor', stop: () => processor.stop() });
     if (stopping) return;
-    const gatewayConfig = gatewayConfigFromEnv(env);
+    // One in-process gateway here; `dwell gateway` runs one process per core in production.
+    const gatewayConfig = { ...gatewayConfigFromEnv(env), GATEWAY_WORKERS: 1 };
     const gateway = await startGateway(gatewayConfig, logger);
     stops.push({ name: 'gateway', stop: () => gateway.stop() });
 
