@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { createClient, type ClickHouseClient, type ClickHouseSettings } from '@clickhouse/client';
 import type * as ChdbConnection from 'chdb/connection';
 
 /** Where ClickHouse is. Built from `CLICKHOUSE_*` by the services' config. */
@@ -24,6 +24,12 @@ export interface Warehouse {
   readonly mode: 'embedded' | 'server';
   /** Human-readable location: the URL or the data folder. */
   readonly location: string;
+  /**
+   * A second client for untrusted read-only queries (`/v1/sql`, `dwell sql`). ClickHouse enforces
+   * `readonly = 1` on it. In embedded mode a setting sticks to its chDB connection, so the read-only
+   * client must never be the one the processor writes with.
+   */
+  readOnly(): ClickHouseClient;
   close(): Promise<void>;
 }
 
@@ -44,16 +50,20 @@ export async function openWarehouse(config: WarehouseConfig): Promise<Warehouse>
   let client: ClickHouseClient;
   let mode: Warehouse['mode'];
   let location: string;
+  let makeClient: (settings: ClickHouseSettings) => ClickHouseClient;
   if (config.url !== undefined && config.url !== '') {
     mode = 'server';
     location = config.url;
-    client = createClient({
-      url: config.url,
-      username: config.username ?? 'default',
-      password: config.password ?? '',
-      request_timeout: config.requestTimeoutMs ?? 30_000,
-      clickhouse_settings: { date_time_output_format: 'iso' },
-    });
+    const url = config.url;
+    makeClient = (settings) =>
+      createClient({
+        url,
+        username: config.username ?? 'default',
+        password: config.password ?? '',
+        request_timeout: config.requestTimeoutMs ?? 30_000,
+        clickhouse_settings: settings,
+      });
+    client = makeClient({});
   } else {
     mode = 'embedded';
     location = resolve(config.dataDir);
@@ -71,10 +81,13 @@ export async function openWarehouse(config: WarehouseConfig): Promise<Warehouse>
     try {
       // chdb declares the Connection contract from its own copy of @clickhouse/client-common; the
       // shapes are the same, the declarations are not, hence the cast.
-      const connection = chdb.createChdbConnection({ path: location }) as unknown as NonNullable<
-        NonNullable<Parameters<typeof createClient>[0]>['connection']
-      >;
-      client = createClient({ connection });
+      const connect = (): NonNullable<NonNullable<Parameters<typeof createClient>[0]>['connection']> =>
+        chdb.createChdbConnection({ path: location }) as unknown as NonNullable<
+          NonNullable<Parameters<typeof createClient>[0]>['connection']
+        >;
+      client = createClient({ connection: connect() });
+      // Connections to the same path share the data but not their settings.
+      makeClient = (settings) => createClient({ connection: connect(), clickhouse_settings: settings });
     } catch (error) {
       throw new WarehouseError(
         `could not open embedded ClickHouse at ${location} (another dwell process may own it; stop it or set CLICKHOUSE_DATA_DIR): ${String(error)}`,
@@ -87,5 +100,16 @@ export async function openWarehouse(config: WarehouseConfig): Promise<Warehouse>
     await client.close().catch(() => undefined);
     throw new WarehouseError(`could not reach ClickHouse (${mode}, ${location}): ${String(error)}`);
   }
-  return { client, database: config.database, mode, location, close: () => client.close() };
+  let readOnly: ClickHouseClient | undefined;
+  return {
+    client,
+    database: config.database,
+    mode,
+    location,
+    readOnly: () => (readOnly ??= makeClient({ readonly: '1' })),
+    close: async () => {
+      await readOnly?.close();
+      await client.close();
+    },
+  };
 }

@@ -57,6 +57,11 @@ describe('thin slice: WebSocket → Kafka → processor → ClickHouse', () => {
   it('lands a page view sent over a WebSocket in ClickHouse, stamped by the gateway', async () => {
     const pageViewId = uuidv7();
     const events = demoPageView(pageViewId, Date.now());
+    // A read-only query first: it must not make the processor's own writes read-only.
+    const sql = async (query: string): Promise<unknown> =>
+      (await fetch(`${processor.httpUrl}/v1/sql?query=${encodeURIComponent(query)}`)).json();
+    expect(await sql('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+    expect(await sql(`INSERT INTO ${database}.page_events (seq) VALUES (1)`)).toMatchObject({ error: expect.stringMatching(/readonly/) });
     const token = mintToken({ site_id: 'site-a', user_id: 'user-1', exp: Math.floor(Date.now() / 1000) + 60 }, secret);
     const socket = new WebSocket(`ws://127.0.0.1:${gateway.port}/v1/ws?token=${token}`);
     const frames: Array<{ t: string; n?: number }> = [];

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { mintToken, originAllowed, parseSites, verifyToken } from './auth.js';
+import { addressMatcher } from './server.js';
 
 const sites = parseSites({
   'site-a': { secret: 'secret-a-0123456789', origins: ['https://a.example'] },
@@ -62,5 +63,18 @@ describe('origins', () => {
   it('rejects weak site configuration with a message naming the site', () => {
     expect(() => parseSites({ s: { secret: 'short' } })).toThrow(/site s: secret must be a string of at least 16/);
     expect(() => parseSites([])).toThrow(/expected an object/);
+  });
+});
+
+describe('trusted proxy addresses', () => {
+  it('matches exact addresses and IPv4 ranges, IPv4-mapped IPv6 included', () => {
+    const trusted = addressMatcher(['127.0.0.1', '10.0.0.0/8', '172.16.0.0/12']);
+    expect(trusted('127.0.0.1')).toBe(true);
+    expect(trusted('10.200.3.4')).toBe(true);
+    expect(trusted('::ffff:172.20.0.5')).toBe(true);
+    expect(trusted('172.32.0.1')).toBe(false);
+    expect(trusted('11.0.0.1')).toBe(false);
+    expect(trusted('not-an-ip')).toBe(false);
+    expect(addressMatcher([])('127.0.0.1')).toBe(false);
   });
 });

@@ -20,6 +20,10 @@ export const GATEWAY_SETTINGS = {
   GATEWAY_MAX_EVENTS_PER_FRAME: env.int('Events per frame or HTTP body.', 100, { min: 1 }),
   GATEWAY_RATE_EVENTS_PER_S: env.int('Sustained events per second per connection (token bucket rate).', 50, { min: 1 }),
   GATEWAY_RATE_BURST: env.int('Token bucket size per connection, events.', 200, { min: 1 }),
+  GATEWAY_TRUSTED_PROXIES: env.list(
+    'Addresses of load balancers whose X-Forwarded-For names the real client (for per-address limits and dead letters).',
+    undefined,
+  ),
   GATEWAY_MAX_CONNECTIONS_PER_IP: env.int('Concurrent WebSocket connections per client address.', 256, { min: 1 }),
   GATEWAY_IDLE_TIMEOUT_S: env.int('Close a WebSocket silent for this long (pings keep it alive), seconds.', 120, { min: 8 }),
   GATEWAY_MAX_BACKPRESSURE_BYTES: env.int('Unsent bytes per socket before a slow client is closed.', 1_048_576, { min: 16_384 }),

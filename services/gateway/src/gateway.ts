@@ -63,6 +63,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, hooks:
       rateEventsPerSecond: config.GATEWAY_RATE_EVENTS_PER_S,
       rateBurst: config.GATEWAY_RATE_BURST,
       maxConnectionsPerIp: config.GATEWAY_MAX_CONNECTIONS_PER_IP,
+      trustedProxies: config.GATEWAY_TRUSTED_PROXIES ?? [],
       idleTimeoutSeconds: config.GATEWAY_IDLE_TIMEOUT_S,
       maxBackpressureBytes: config.GATEWAY_MAX_BACKPRESSURE_BYTES,
     },

@@ -28,6 +28,8 @@ export interface GatewayOptions {
   readonly rateEventsPerSecond: number;
   readonly rateBurst: number;
   readonly maxConnectionsPerIp: number;
+  /** Peers whose `X-Forwarded-For` is believed (load balancers). */
+  readonly trustedProxies?: readonly string[];
   readonly idleTimeoutSeconds: number;
   readonly maxBackpressureBytes: number;
   /** Bytes of a refused input kept in its dead letter. */
@@ -90,6 +92,7 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
   const perIp = new Map<string, number>();
   let draining = false;
   const maxDeadLetterBytes = options.maxDeadLetterBytes ?? 16_384;
+  const trusted = addressMatcher(options.trustedProxies ?? []);
 
   const deadLetter = (
     reason: RejectionReasonCode,
@@ -250,7 +253,7 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
       const origin = req.getHeader('origin');
       const userAgent = req.getHeader('user-agent');
       const token = req.getQuery('token') ?? bearer(req.getHeader('authorization'));
-      const remoteAddr = Buffer.from(res.getRemoteAddressAsText()).toString();
+      const remoteAddr = clientAddress(res, req.getHeader('x-forwarded-for'), trusted);
       const refuse = (status: string, reason: RejectionReasonCode, detail: string, claims?: TokenClaims): void => {
         deadLetter(reason, detail, Buffer.alloc(0), 'ws_upgrade', { remoteAddr, origin: origin || null, ...(claims ? { claims } : {}) });
         res.cork(() => {
@@ -330,7 +333,7 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
     const userAgent = req.getHeader('user-agent');
     const contentType = req.getHeader('content-type');
     const token = req.getQuery('token') ?? bearer(req.getHeader('authorization'));
-    const remoteAddr = Buffer.from(res.getRemoteAddressAsText()).toString();
+    const remoteAddr = clientAddress(res, req.getHeader('x-forwarded-for'), trusted);
     const transport: Transport = contentType.startsWith('text/plain') ? 'beacon' : 'http';
     let aborted = false;
     res.onAborted(() => {
@@ -471,6 +474,51 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
       });
     });
   });
+}
+
+/**
+ * The client's address: the peer's, unless the peer is a trusted proxy, then the last address that
+ * proxy appended to X-Forwarded-For (earlier entries are whatever the client claimed).
+ */
+function clientAddress(res: HttpResponse, forwardedFor: string, trusted: (address: string) => boolean): string {
+  const peer = Buffer.from(res.getRemoteAddressAsText()).toString();
+  if (forwardedFor === '' || !trusted(peer)) return peer;
+  const last = forwardedFor.split(',').at(-1)?.trim();
+  return last === undefined || last === '' ? peer : last;
+}
+
+/** Matches addresses against exact entries and IPv4 CIDR ranges (`10.0.0.0/8`). */
+export function addressMatcher(entries: readonly string[]): (address: string) => boolean {
+  const exact = new Set<string>();
+  const ranges: Array<[number, number]> = [];
+  for (const entry of entries) {
+    const [base, bits] = entry.split('/');
+    const ip = base === undefined ? undefined : ipv4(base);
+    if (bits !== undefined && ip !== undefined) {
+      const prefix = Number(bits);
+      const mask = prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0;
+      ranges.push([(ip & mask) >>> 0, mask]);
+    } else {
+      exact.add(entry);
+    }
+  }
+  return (address) => {
+    if (exact.has(address)) return true;
+    const ip = ipv4(address.startsWith('::ffff:') ? address.slice(7) : address);
+    return ip !== undefined && ranges.some(([network, mask]) => ((ip & mask) >>> 0) === network);
+  };
+}
+
+function ipv4(text: string): number | undefined {
+  const parts = text.split('.');
+  if (parts.length !== 4) return undefined;
+  let value = 0;
+  for (const part of parts) {
+    const octet = Number(part);
+    if (!/^\d{1,3}$/.test(part) || octet > 255) return undefined;
+    value = value * 256 + octet;
+  }
+  return value;
 }
 
 function bearer(header: string): string | undefined {

@@ -140,6 +140,6 @@ export async function startProcessor(config: ProcessorConfig, logger: Logger): P
  */
 async function readOnlyQuery(warehouse: Warehouse, query: string): Promise<unknown[]> {
   if (query.trim() === '') throw new Error('pass ?query=SELECT …');
-  const result = await warehouse.client.query({ query, format: 'JSONEachRow', clickhouse_settings: { readonly: '1' } });
+  const result = await warehouse.readOnly().query({ query, format: 'JSONEachRow' });
   return result.json();
 }
