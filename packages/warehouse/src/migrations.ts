@@ -42,6 +42,94 @@ export const MIGRATIONS: readonly Migration[] = [
       SETTINGS non_replicated_deduplication_window = 10000`,
     ],
   },
+  {
+    version: 2,
+    name: 'exposure',
+    statements: [
+      // One row per impression: its complete current result, replaced by later versions (the
+      // log offset the processor had reached when it computed the row). Never deltas.
+      `CREATE TABLE IF NOT EXISTS {db}.impressions
+      (
+          site_id LowCardinality(String),
+          page_view_id String,
+          impression_id String,
+          user_id String,
+          ad_id String,
+          campaign_id String,
+          media LowCardinality(String),
+          width UInt32,
+          height UInt32,
+          measurable UInt8,
+          viewable UInt8,
+          billable UInt8,
+          viewable_ms UInt64,
+          credited_ms UInt64,
+          longest_run_ms UInt64,
+          flags Array(LowCardinality(String)),
+          first_server_ms DateTime64(3, 'UTC'),
+          last_server_ms DateTime64(3, 'UTC'),
+          final UInt8,
+          rules_version UInt16,
+          version UInt64
+      )
+      ENGINE = ReplacingMergeTree(version)
+      ORDER BY (site_id, page_view_id, impression_id)
+      SETTINGS non_replicated_deduplication_window = 10000`,
+      // Billed milliseconds per impression per wall-clock minute. A minute that stops billing gets
+      // a row with viewable_ms = 0 and a higher version (a retraction), never a delete.
+      `CREATE TABLE IF NOT EXISTS {db}.exposure_minutes
+      (
+          site_id LowCardinality(String),
+          page_view_id String,
+          impression_id String,
+          minute DateTime('UTC'),
+          user_id String,
+          ad_id String,
+          campaign_id String,
+          viewable_ms UInt32,
+          rules_version UInt16,
+          version UInt64
+      )
+      ENGINE = ReplacingMergeTree(version)
+      PARTITION BY toYYYYMM(minute)
+      ORDER BY (site_id, page_view_id, impression_id, minute)
+      SETTINGS non_replicated_deduplication_window = 10000`,
+      // The audit trail: which offsets of which partition produced which writes.
+      `CREATE TABLE IF NOT EXISTS {db}.processed_ranges
+      (
+          topic LowCardinality(String),
+          partition UInt32,
+          first_offset UInt64,
+          last_offset UInt64,
+          events UInt32,
+          rejected UInt32,
+          impression_rows UInt32,
+          minute_rows UInt32,
+          rules_version UInt16,
+          processor_id String,
+          processed_at DateTime64(3, 'UTC')
+      )
+      ENGINE = ReplacingMergeTree
+      ORDER BY (topic, partition, first_offset, last_offset)
+      SETTINGS non_replicated_deduplication_window = 10000`,
+      // Partition state snapshots, each valid exactly at next_offset: where a restarted or newly
+      // assigned processor resumes.
+      `CREATE TABLE IF NOT EXISTS {db}.processor_snapshots
+      (
+          topic LowCardinality(String),
+          partition UInt32,
+          next_offset UInt64,
+          rules_version UInt16,
+          rules_fingerprint String,
+          page_views UInt32,
+          snapshot String CODEC(ZSTD(3)),
+          processor_id String,
+          created_at DateTime64(3, 'UTC')
+      )
+      ENGINE = ReplacingMergeTree
+      ORDER BY (topic, partition, next_offset)`,
+    ],
+  },
 ];
 
 export interface MigrationReport {
