@@ -111,6 +111,23 @@ export const RejectionReason = {
     description:
       "The event arrived after the partition's recv_ms watermark passed its page view's last event by ALLOWED_LATENESS.",
   },
+  identity_mismatch: {
+    scope: 'log',
+    retriable: false,
+    description:
+      'An event names a page view that already belongs to another site or user; it is not counted toward either.',
+  },
+  invalid_event: {
+    scope: 'log',
+    retriable: false,
+    description:
+      'A log record decoded but cannot be computed on (e.g. a number beyond the safe-integer range); written by an older or foreign producer.',
+  },
+  undecodable_record: {
+    scope: 'log',
+    retriable: false,
+    description: 'A record on the events topic is not a PageEvent of any known schema version.',
+  },
   duplicate_conflict: {
     scope: 'log',
     retriable: false,

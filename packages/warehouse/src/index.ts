@@ -1,3 +1,4 @@
 export * from './client.js';
 export * from './migrations.js';
 export * from './billing.js';
+export * from './exposure-store.js';

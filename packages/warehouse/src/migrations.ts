@@ -112,6 +112,8 @@ export const MIGRATIONS: readonly Migration[] = [
       ENGINE = ReplacingMergeTree
       ORDER BY (topic, partition, first_offset, last_offset)
       SETTINGS non_replicated_deduplication_window = 10000`,
+      // Raw events are kept in Kafka, the ledger; the early landing table of version 1 goes.
+      `DROP TABLE IF EXISTS {db}.page_events`,
       // Partition state snapshots, each valid exactly at next_offset: where a restarted or newly
       // assigned processor resumes.
       `CREATE TABLE IF NOT EXISTS {db}.processor_snapshots

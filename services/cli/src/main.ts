@@ -4,7 +4,9 @@ import { ConfigError, createLogger, describeConfig, onShutdownSignal, type LogLe
 import { GATEWAY_SETTINGS, gatewayConfigFromEnv, mintToken, runGatewayCluster } from '@dwell/gateway';
 import { PROCESSOR_SETTINGS, processorConfigFromEnv, startProcessor } from '@dwell/processor';
 import { up } from './commands/up.js';
+import { compute, formatCompute, linesOf } from './commands/compute.js';
 import { DEMO_DEFAULTS, demo } from './commands/demo.js';
+import { BillingUsageError, OUTPUT_FORMATS, billingQueryFrom, fetchBilling, formatBilling, type OutputFormat } from './commands/billing.js';
 
 const USAGE = `dwell: server-side ad exposure measurement
 
@@ -18,8 +20,16 @@ commands:
   processor              one processor process (configuration from the environment)
   token --site S --user U [--secret X] [--ttl SECONDS]
                          mint a connection token (secret: from DWELL_SITES, or the development one)
-  demo                   send a demo page view through a running pipeline and show it in ClickHouse
+  demo                   send a demo page view through a running pipeline and show it billed
                          --gateway ws://127.0.0.1:8080  --processor http://127.0.0.1:8081
+  billing [--ad ID] [--campaign ID] [--site ID] [--user ID] [--from T] [--to T]
+          [--by ad|campaign|site|user|day|hour] [--format table|json|csv] [--processor URL]
+                         billable exposure from ClickHouse (the server in CLICKHOUSE_URL, else the
+                         running processor's billing API, else the embedded database);
+                         T: ISO date or date-time, or Unix ms; default the last 30 days
+  compute --in FILE [--format table|json]
+                         recompute exposure offline from a file of events (NDJSON: exported stored
+                         events, or wire events with optional recv_ms/site_id/user_id); '-' = stdin
   config                 every environment variable, its default and meaning
   help                   this text
 `;
@@ -69,6 +79,48 @@ async function main(argv: string[]): Promise<void> {
         },
         (line) => process.stdout.write(`${line}\n`),
       );
+      return;
+    }
+    case 'billing': {
+      const { values } = parseArgs({
+        args: rest,
+        options: Object.fromEntries(
+          ['ad', 'campaign', 'site', 'user', 'from', 'to', 'by', 'format', 'processor'].map((name) => [name, { type: 'string' }]),
+        ) as Record<string, { type: 'string' }>,
+      });
+      const strings = values as Record<string, string | undefined>;
+      const format = (strings['format'] ?? 'table') as OutputFormat;
+      if (!OUTPUT_FORMATS.includes(format)) throw new UsageError(`--format must be one of ${OUTPUT_FORMATS.join(', ')}`);
+      let query;
+      try {
+        query = billingQueryFrom(strings, Date.now());
+      } catch (error) {
+        if (error instanceof BillingUsageError) throw new UsageError(error.message);
+        throw error;
+      }
+      const processorConfig = processorConfigFromEnv(process.env);
+      const rows = await fetchBilling(
+        query,
+        {
+          clickhouseUrl: processorConfig.CLICKHOUSE_URL,
+          clickhouseUser: processorConfig.CLICKHOUSE_USER,
+          clickhousePassword: processorConfig.CLICKHOUSE_PASSWORD,
+          database: processorConfig.CLICKHOUSE_DATABASE,
+          dataDir: processorConfig.CLICKHOUSE_DATA_DIR,
+          processorUrl: strings['processor'] ?? `http://127.0.0.1:${processorConfig.PROCESSOR_HTTP_PORT}`,
+        },
+        (line) => process.stderr.write(`${line}\n`),
+      );
+      process.stdout.write(formatBilling(rows, format, query.by));
+      return;
+    }
+    case 'compute': {
+      const { values } = parseArgs({ args: rest, options: { in: { type: 'string' }, format: { type: 'string' } } });
+      if (values.in === undefined) throw new UsageError('compute needs --in FILE (or --in - for stdin)');
+      const format = values.format ?? 'table';
+      if (format !== 'table' && format !== 'json') throw new UsageError('--format must be table or json');
+      const report = await compute(linesOf(values.in));
+      process.stdout.write(formatCompute(report, format));
       return;
     }
     case 'config': {

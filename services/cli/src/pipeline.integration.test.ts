@@ -1,7 +1,7 @@
 /**
- * The thin slice, end to end with the real parts: an event sent over a WebSocket to the
- * uWebSockets.js gateway is stored in Kafka as Avro, consumed by the processor and queryable in
- * ClickHouse (embedded chDB, or the server the integration setup names).
+ * End to end with the real parts: a page view sent over a WebSocket to the uWebSockets.js gateway is
+ * stored in Kafka as Avro, computed by the processor and billed in ClickHouse (embedded chDB, or
+ * the server the integration setup names).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,9 +11,9 @@ import WebSocket from 'ws';
 import { gatewayConfigFromEnv, mintToken, startGateway, type Gateway } from '@dwell/gateway';
 import { createKafka } from '@dwell/kafka';
 import { processorConfigFromEnv, startProcessor, type Processor } from '@dwell/processor';
-import { decodePageEvent, encodeJsonFrame, type PageEvent } from '@dwell/protocol';
+import { decodePageEvent, type PageEvent } from '@dwell/protocol';
 import { createLogger } from '@dwell/runtime';
-import { demoPageView } from './commands/demo.js';
+import { DEMO_BILLABLE_MS, demoPageView, sendPaced } from './commands/demo.js';
 import { uuidv7 } from './uuid.js';
 import { dropTestDatabase, eventually, testBrokers, uniqueName } from '../../../test/support.js';
 
@@ -61,7 +61,7 @@ describe('thin slice: WebSocket → Kafka → processor → ClickHouse', () => {
     const sql = async (query: string): Promise<unknown> =>
       (await fetch(`${processor.httpUrl}/v1/sql?query=${encodeURIComponent(query)}`)).json();
     expect(await sql('SELECT 1 AS one')).toEqual([{ one: 1 }]);
-    expect(await sql(`INSERT INTO ${database}.page_events (seq) VALUES (1)`)).toMatchObject({ error: expect.stringMatching(/readonly/) });
+    expect(await sql(`INSERT INTO ${database}.impressions (site_id) VALUES ('x')`)).toMatchObject({ error: expect.stringMatching(/readonly/) });
     const token = mintToken({ site_id: 'site-a', user_id: 'user-1', exp: Math.floor(Date.now() / 1000) + 60 }, secret);
     const socket = new WebSocket(`ws://127.0.0.1:${gateway.port}/v1/ws?token=${token}`);
     const frames: Array<{ t: string; n?: number }> = [];
@@ -71,8 +71,8 @@ describe('thin slice: WebSocket → Kafka → processor → ClickHouse', () => {
       socket.once('error', reject);
     });
     const before = Date.now();
-    socket.send(encodeJsonFrame(events));
-    await eventually('the ack of frame 1', async () => (frames.some((f) => f.t === 'ack' && f.n === 1) ? true : undefined));
+    await sendPaced(socket, events);
+    await eventually('the ack of every frame', async () => (frames.some((f) => f.t === 'ack' && f.n === events.length) ? true : undefined));
     socket.close();
 
     // On the topic: the same events, decoded from Avro, stamped with recv_ms and the gateway id.
@@ -97,18 +97,15 @@ describe('thin slice: WebSocket → Kafka → processor → ClickHouse', () => {
       expect(event.recv_ms).toBeLessThanOrEqual(Date.now());
     }
 
-    // In ClickHouse, through the processor.
-    const rows = await eventually('the rows in ClickHouse', async () => {
-      const result = await processor.warehouse.client.query({
-        query: `SELECT seq, kind, user_id, site_id FROM ${database}.page_events FINAL WHERE page_view_id = {id:String} ORDER BY seq`,
-        query_params: { id: pageViewId },
-        format: 'JSONEachRow',
-      });
-      const found = await result.json<{ seq: number | string; kind: string; user_id: string; site_id: string }>();
-      return found.length >= events.length ? found : undefined;
+    // In ClickHouse: the impression, billed by the server from the events.
+    const rows = await eventually('the billed impression in ClickHouse', async () => {
+      const found = (await sql(
+        `SELECT impression_id, ad_id, user_id, site_id, viewable_ms, billable FROM ${database}.impressions FINAL WHERE page_view_id = '${pageViewId}'`,
+      )) as Array<Record<string, unknown>>;
+      return found.length > 0 && Number(found[0]?.['viewable_ms']) === DEMO_BILLABLE_MS ? found : undefined;
     });
-    expect(rows.map((r) => [Number(r.seq), r.kind, r.user_id, r.site_id])).toEqual(
-      events.map((e) => [e.seq, e.kind, 'user-1', 'site-a']),
-    );
+    expect(rows).toEqual([
+      { impression_id: `${pageViewId}-i1`, ad_id: 'demo-ad', user_id: 'user-1', site_id: 'site-a', viewable_ms: DEMO_BILLABLE_MS, billable: 1 },
+    ]);
   });
 });

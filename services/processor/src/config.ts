@@ -10,6 +10,17 @@ export const PROCESSOR_SETTINGS = {
   PROCESSOR_ID: env.string('This processor instance in logs.', `${hostname()}-${process.pid}`, '<hostname>-<pid>'),
   PROCESSOR_HTTP_HOST: env.string('Address of the billing API, health and metrics.', '127.0.0.1'),
   PROCESSOR_HTTP_PORT: env.int('Port of the billing API, health and metrics.', 8081, { min: 0, max: 65535 }),
+  PROCESSOR_FLUSH_INTERVAL_MS: env.int('How often results are written to ClickHouse, ms (freshness).', 500, { min: 10 }),
+  PROCESSOR_SNAPSHOT_INTERVAL_MS: env.int(
+    'How often partition state is snapshotted and offsets committed, ms (work redone after a crash).',
+    10_000,
+    { min: 100 },
+  ),
+  PROCESSOR_SESSION_TIMEOUT_MS: env.int(
+    'Kafka consumer session timeout, ms: how long a dead processor holds its partitions.',
+    30_000,
+    { min: 6_000 },
+  ),
   CLICKHOUSE_URL: env.optionalString('ClickHouse server HTTP URL. Unset: embedded ClickHouse (chDB) in the processor.'),
   CLICKHOUSE_USER: env.string('ClickHouse user (server mode).', 'default'),
   CLICKHOUSE_PASSWORD: env.string('ClickHouse password (server mode).', ''),

@@ -1,2 +1,4 @@
 export * from './config.js';
 export * from './processor.js';
+export * from './exposure-consumer.js';
+export * from './http.js';

@@ -1,0 +1,350 @@
+/**
+ * One page view: its events in seq order (compact), and the per-impression results derived from
+ * them. Events may arrive in any order and more than once. An event that extends the seq order
+ * is folded in incrementally; one that lands earlier marks the derived state stale, and the next
+ * read recomputes it from the stored events with the same fold, so both paths give one answer.
+ */
+import type { PageEvent } from '@dwell/protocol';
+import { compileRules, isGivtUserAgent, type CompiledRules } from './compiled-rules.js';
+import { eventContentHash } from './content-hash.js';
+import { entryImpression, entryMeta, entryVerdict, EventLog, ImpressionRegistry } from './event-record.js';
+import { creditSegment, ImpressionTrack } from './impression-track.js';
+import { VERDICT } from './qualification.js';
+import type { ExposureFlag, ImpressionResult, MinuteBucketRow, PageViewIdentity, PageViewOutcome } from './results.js';
+import { DEFAULT_RULES_CONFIG, type RulesConfig } from './rules-config.js';
+import {
+  SNAPSHOT_FORMAT,
+  expectBoolean,
+  expectEnvelope,
+  expectArray,
+  expectInteger,
+  expectString,
+  parseEvents,
+  parseIdentity,
+  parseMeta,
+  type PageViewSnapshot,
+} from './snapshot.js';
+
+/** All results of one page view at one moment. */
+export interface PageViewResults {
+  readonly identity: PageViewIdentity;
+  readonly flags: readonly ExposureFlag[];
+  /** One per impression, in order of first appearance (seq, then position in the event). */
+  readonly impressions: readonly ImpressionResult[];
+  /** Billable impressions only, by impression then minute; their sum is the billed total. */
+  readonly buckets: readonly MinuteBucketRow[];
+}
+
+/**
+ * Whether an event can be computed on at all: safe-integer `recv_ms`, `t_mono_ms`, `t_wall_ms`,
+ * pixel counts and declared sizes, `seq ≥ 1`, and a known media. Anything else is `invalid_event`.
+ */
+export function isValidPageEvent(pageEvent: PageEvent): boolean {
+  const event = pageEvent.event;
+  const whole = Number.isSafeInteger;
+  if (!whole(pageEvent.recv_ms) || !whole(event.seq) || event.seq < 1 || !whole(event.t_mono_ms) || !whole(event.t_wall_ms)) return false;
+  for (const imp of event.impressions) {
+    if (!whole(imp.width) || !whole(imp.height) || !whole(imp.visible_px) || !whole(imp.total_px)) return false;
+    if (imp.media !== 'display' && imp.media !== 'video') return false;
+  }
+  return true;
+}
+
+export class PageViewState {
+  readonly identity: PageViewIdentity;
+  // The identity again, one pointer closer: every event compares against it.
+  private readonly pageViewId: string;
+  private readonly siteId: string;
+  private readonly userId: string;
+  private readonly rules: CompiledRules;
+  private readonly config: RulesConfig;
+  private readonly events = new EventLog();
+  private registry = new ImpressionRegistry();
+  private conflicting = false;
+  private givt: boolean;
+  /** NaN until the first event: a number field stays unboxed. */
+  private lastRecv = Number.NaN;
+  private revisionCount = 0;
+  private stale = false;
+  // Derived from `events`; valid while not stale. Tracks are indexed like the registry.
+  private tracks: (ImpressionTrack | undefined)[] = [];
+  private clockRegression = false;
+  private minRecv = 0;
+  private maxRecv = 0;
+  private anchorRecv = 0;
+  private anchorT = 0;
+
+  /** An empty page view. `config` defaults to rules version 1; a bad config throws RulesConfigError. */
+  constructor(identity: PageViewIdentity, config: RulesConfig = DEFAULT_RULES_CONFIG) {
+    const { page_view_id, site_id, user_id, user_agent } = identity;
+    this.identity = Object.freeze({ page_view_id, site_id, user_id, user_agent });
+    this.pageViewId = page_view_id;
+    this.siteId = site_id;
+    this.userId = user_id;
+    this.rules = compileRules(config);
+    this.config = this.rules.config;
+    this.givt = isGivtUserAgent(this.rules, user_agent);
+  }
+
+  /** The identity an event gives its page view. */
+  static identityOf(pageEvent: PageEvent): PageViewIdentity {
+    const { site_id, user_id, user_agent } = pageEvent;
+    return { page_view_id: pageEvent.event.page_view_id, site_id, user_id, user_agent };
+  }
+
+  /**
+   * Restores a page view from {@link snapshot} output (also after a JSON round trip). Continuing
+   * from it gives the results of never having stopped.
+   *
+   * @throws SnapshotError when the snapshot is malformed, of another format, or of other rules.
+   */
+  static restore(snapshot: unknown, config: RulesConfig = DEFAULT_RULES_CONFIG): PageViewState {
+    const rules = compileRules(config);
+    const o = expectEnvelope(snapshot, 'page_view', rules.fingerprint);
+    const state = new PageViewState(parseIdentity(o['identity']), rules.config);
+    const ids = expectArray(o['impressions'], 'impressions').map((v, i) => expectString(v, `impressions[${i}]`));
+    const metas = expectArray(o['metas'], 'metas').map((v, i) => parseMeta(v, `metas[${i}]`));
+    state.registry = ImpressionRegistry.restore(ids, metas);
+    const { events } = state;
+    for (const [seq, t, recv, hash, entries] of parseEvents(o['events'], ids.length, metas.length)) {
+      const at = events.pool.length;
+      events.pool.push(...entries);
+      events.insert(events.length, seq, t, recv, hash, at);
+    }
+    state.lastRecv = o['last_recv_ms'] === null ? Number.NaN : expectInteger(o['last_recv_ms'], 'last_recv_ms');
+    state.conflicting = expectBoolean(o['conflicting_duplicate'], 'conflicting_duplicate');
+    state.givt = expectBoolean(o['givt_user_agent'], 'givt_user_agent');
+    state.stale = true;
+    return state;
+  }
+
+  /** Counts every change to the results; equal revisions mean equal results. */
+  get revision(): number {
+    return this.revisionCount;
+  }
+
+  /** Highest `recv_ms` of any event taken in (duplicates included): the page view's last sign of life. */
+  get lastRecvMs(): number | null {
+    return Number.isNaN(this.lastRecv) ? null : this.lastRecv;
+  }
+
+  /** Number of distinct seqs stored. */
+  get eventCount(): number {
+    return this.events.length;
+  }
+
+  /**
+   * Takes one event in. Order and repetition do not matter: the results depend only on the set
+   * of events (for conflicting copies of a seq, the copy with the smallest content hash is kept).
+   */
+  apply(pageEvent: PageEvent): PageViewOutcome {
+    if (!isValidPageEvent(pageEvent)) return 'invalid_event';
+    const event = pageEvent.event;
+    if (event.page_view_id !== this.pageViewId || pageEvent.site_id !== this.siteId || pageEvent.user_id !== this.userId) {
+      return 'identity_mismatch';
+    }
+    this.observe(pageEvent);
+    const events = this.events;
+    const n = events.length;
+    const seq = event.seq;
+    let index = n;
+    if (n > 0 && seq <= events.seq(n - 1)) {
+      index = events.lowerBound(seq);
+      if (index < n && events.seq(index) === seq) return this.applyCopy(index, pageEvent);
+      this.stale = true;
+    }
+    const at = events.pool.length;
+    const hash = this.registry.encode(pageEvent, this.config, events.pool);
+    events.insert(index, seq, event.t_mono_ms, pageEvent.recv_ms, hash, at);
+    if (!this.stale) this.advance(index - 1, index);
+    this.revisionCount++;
+    return 'accepted';
+  }
+
+  /** The page view's flags, in EXPOSURE_FLAGS order. */
+  flags(): ExposureFlag[] {
+    this.settle();
+    const flags: ExposureFlag[] = [];
+    if (this.conflicting) flags.push('conflicting_duplicate');
+    if (this.clockRegression) flags.push('clock_regression');
+    if (this.implausible()) flags.push('implausible_timing');
+    if (this.givt) flags.push('givt_user_agent');
+    return flags;
+  }
+
+  /** Per-impression results and billable minute buckets, recomputed in full. */
+  results(): PageViewResults {
+    const flags = this.flags();
+    const { config, identity } = this;
+    const impressions: ImpressionResult[] = [];
+    const buckets: MinuteBucketRow[] = [];
+    const tracks = this.tracks.filter((track) => track !== undefined).sort((a, b) => a.firstSeq - b.firstSeq || a.firstPosition - b.firstPosition);
+    for (const track of tracks) {
+      const meta = this.registry.metas[track.metaIndex];
+      const impression_id = this.registry.id(track.index);
+      if (meta === undefined || impression_id === undefined) throw new Error('page view registry lost an impression');
+      const viewable = track.longestRunMs >= (meta.media === 'video' ? config.minRunMsVideo : config.minRunMsDisplay);
+      const billable = viewable && flags.length === 0;
+      // Literal objects, not spreads: V8 builds a spread followed by many keys very slowly.
+      impressions.push({
+        rules_version: config.rulesVersion,
+        page_view_id: identity.page_view_id,
+        site_id: identity.site_id,
+        user_id: identity.user_id,
+        impression_id,
+        ad_id: meta.ad_id,
+        campaign_id: meta.campaign_id,
+        media: meta.media,
+        width: meta.width,
+        height: meta.height,
+        measurable: track.measurable,
+        viewable,
+        billable,
+        viewable_ms: billable ? track.creditedMs : 0,
+        credited_ms: track.creditedMs,
+        longest_run_ms: track.longestRunMs,
+        flags,
+        first_server_ms: this.serverTime(track.firstT),
+        last_server_ms: this.serverTime(track.lastT),
+      });
+      if (!billable) continue;
+      for (const [minute_start_ms, viewable_ms] of track.minuteRows()) {
+        buckets.push({
+          rules_version: config.rulesVersion,
+          page_view_id: identity.page_view_id,
+          site_id: identity.site_id,
+          user_id: identity.user_id,
+          impression_id,
+          ad_id: meta.ad_id,
+          campaign_id: meta.campaign_id,
+          minute_start_ms,
+          viewable_ms,
+        });
+      }
+    }
+    return { identity, flags, impressions, buckets };
+  }
+
+  /** A plain JSON-compatible copy of the state; see {@link PageViewState.restore}. */
+  snapshot(): PageViewSnapshot {
+    return {
+      format: SNAPSHOT_FORMAT,
+      kind: 'page_view',
+      rules_version: this.config.rulesVersion,
+      rules_fingerprint: this.rules.fingerprint,
+      identity: { ...this.identity },
+      last_recv_ms: this.lastRecvMs,
+      conflicting_duplicate: this.conflicting,
+      givt_user_agent: this.givt,
+      impressions: this.registry.impressions.map((r) => r.id),
+      metas: this.registry.metas.map(({ ad_id, campaign_id, width, height, media }) => ({ ad_id, campaign_id, width, height, media })),
+      events: Array.from({ length: this.events.length }, (_, i) => {
+        const e = this.events;
+        return [e.seq(i), e.t(i), e.recv(i), e.hash(i), e.pool.slice(e.entriesStart(i), e.entriesEnd(i))] as const;
+      }),
+    };
+  }
+
+  /** Rule 7: `recv_ms(first event) + (t − t_mono(first event))`. */
+  private serverTime(t: number): number {
+    return this.anchorRecv + (t - this.anchorT);
+  }
+
+  /** Rule 6: client-elapsed time beyond the server-observed life plus the slack. */
+  private implausible(): boolean {
+    const n = this.events.length;
+    if (n === 0) return false;
+    return this.events.t(n - 1) - this.events.t(0) > this.maxRecv - this.minRecv + this.config.plausibilitySlackMs;
+  }
+
+  private observe(pageEvent: PageEvent): void {
+    // `!(a <= b)` is also true while lastRecv is NaN.
+    if (!(pageEvent.recv_ms <= this.lastRecv)) this.lastRecv = pageEvent.recv_ms;
+    if (!this.givt && isGivtUserAgent(this.rules, pageEvent.user_agent)) {
+      this.givt = true;
+      this.revisionCount++;
+    }
+  }
+
+  /** A second copy of a stored seq: keep the earliest recv_ms and the smallest-hash content. */
+  private applyCopy(index: number, pageEvent: PageEvent): PageViewOutcome {
+    const events = this.events;
+    const stored = events.hash(index);
+    const hash = eventContentHash(pageEvent.event);
+    let changed = false;
+    let outcome: PageViewOutcome = 'duplicate';
+    if (hash !== stored) {
+      outcome = 'conflicting_duplicate';
+      if (!this.conflicting) {
+        this.conflicting = true;
+        this.revisionCount++;
+      }
+      if (hash < stored) {
+        const at = events.pool.length;
+        events.replace(index, pageEvent.event.t_mono_ms, this.registry.encode(pageEvent, this.config, events.pool), at);
+        changed = true;
+      }
+    }
+    if (pageEvent.recv_ms < events.recv(index)) {
+      events.setRecv(index, pageEvent.recv_ms);
+      changed = true;
+    }
+    if (changed) {
+      this.stale = true;
+      this.revisionCount++;
+    }
+    return outcome;
+  }
+
+  private settle(): void {
+    if (!this.stale) return;
+    this.tracks = [];
+    this.clockRegression = false;
+    for (let i = 0; i < this.events.length; i++) this.advance(i - 1, i);
+    this.stale = false;
+  }
+
+  /** Folds event `index` into the derived state; `previous` is the event before it in seq order, or -1. */
+  private advance(previous: number, index: number): void {
+    const events = this.events;
+    const time = events.t(index);
+    const received = events.recv(index);
+    const thisSeq = events.seq(index);
+    if (previous < 0) {
+      this.anchorRecv = this.minRecv = this.maxRecv = received;
+      this.anchorT = time;
+    } else {
+      const previousTime = events.t(previous);
+      const previousSeq = events.seq(previous);
+      if (received < this.minRecv) this.minRecv = received;
+      if (received > this.maxRecv) this.maxRecv = received;
+      if (time < previousTime) this.clockRegression = true;
+      const segmentMs = creditSegment(previousSeq, previousTime, thisSeq, time, true, this.config.maxGapMs);
+      const startServerMs = this.serverTime(previousTime);
+      for (const track of this.tracks) {
+        if (track === undefined) continue;
+        if (segmentMs > 0 && track.qualifiedAtSeq === previousSeq) track.credit(startServerMs, segmentMs);
+        else track.breakRun();
+      }
+    }
+    // Events before an impression's first appearance do not concern it: its track starts here.
+    const pool = events.pool;
+    const start = events.entriesStart(index);
+    const end = events.entriesEnd(index);
+    for (let i = start; i < end; i++) {
+      const entry = pool[i] ?? 0;
+      const impression = entryImpression(entry);
+      let track = this.tracks[impression];
+      if (track === undefined) {
+        track = new ImpressionTrack(impression, entryMeta(entry), thisSeq, i - start, time);
+        // Fill any gap with undefined rather than leave a hole: holey arrays are slower.
+        while (this.tracks.length < impression) this.tracks.push(undefined);
+        this.tracks[impression] = track;
+      }
+      track.lastT = time;
+      const verdict = entryVerdict(entry);
+      if ((verdict & VERDICT.measurable) !== 0) track.measurable = true;
+      if ((verdict & VERDICT.qualifies) !== 0) track.qualifiedAtSeq = thisSeq;
+    }
+  }
+}

@@ -1,0 +1,263 @@
+/** Rule 8 (lateness) and the partition's bookkeeping: changes, closing, eviction, retractions. */
+import { describe, expect, it } from 'vitest';
+import type { PageEvent } from '@dwell/protocol';
+import { PartitionExposure } from './partition-exposure.js';
+import { createRulesConfig } from './rules-config.js';
+import { BASE_MS, ev, imp, N, Q } from './test-support/events.js';
+
+const L = 600_000;
+const HOUR = 3_600_000;
+
+/** An event of page view `pv` received at BASE_MS + `at`. */
+const at = (pv: string, seq: number, atMs: number, extra: Partial<Parameters<typeof ev>[0]> = {}) => ev({ pv, seq, t: seq * 1000, recv: BASE_MS + atMs, ...extra });
+
+describe('watermark', () => {
+  it('is the highest recv_ms applied, in log order; invalid events do not move it', () => {
+    const p = new PartitionExposure();
+    expect(p.watermarkMs).toBeNull();
+    p.apply(at('a', 1, 500));
+    p.apply(at('b', 1, 300));
+    expect(p.watermarkMs).toBe(BASE_MS + 500);
+    expect(p.apply(ev({ pv: 'a', seq: 0, t: 0, recv: BASE_MS + 9_999_999 }))).toBe('invalid_event');
+    expect(p.watermarkMs).toBe(BASE_MS + 500);
+  });
+});
+
+describe('lateness of an open page view', () => {
+  it.each([
+    { name: 'watermark exactly ALLOWED_LATENESS past its last event', gap: L, expected: 'accepted' },
+    { name: 'one ms more', gap: L + 1, expected: 'late' },
+  ])('other traffic: $name → $expected', ({ gap, expected }) => {
+    const p = new PartitionExposure();
+    p.apply(at('a', 1, 0));
+    p.apply(at('b', 1, gap));
+    expect(p.apply(at('a', 2, gap))).toBe(expected);
+  });
+
+  it.each([
+    { gap: L, expected: 'accepted' },
+    { gap: L + 1, expected: 'late' },
+  ])('its own next event $gap ms later, in a quiet partition → $expected', ({ gap, expected }) => {
+    const p = new PartitionExposure();
+    p.apply(at('a', 1, 0));
+    expect(p.apply(at('a', 2, gap))).toBe(expected);
+  });
+
+  it('a duplicate keeps a page view alive, a late event does not', () => {
+    const p = new PartitionExposure();
+    p.apply(at('a', 1, 0));
+    expect(p.apply(at('a', 1, 400_000))).toBe('duplicate');
+    p.apply(at('b', 1, 900_000));
+    expect(p.apply(at('a', 2, 900_000))).toBe('accepted');
+  });
+});
+
+describe('closing', () => {
+  it('closes a page view once the watermark passes its last event by more than ALLOWED_LATENESS, reported final once', () => {
+    const p = new PartitionExposure();
+    p.apply(at('a', 1, 0, { imps: [Q()] }));
+    p.apply(at('a', 2, 1000, { imps: [N()] }));
+    expect(p.takeChanges().changed.map((r) => r.page_view_id)).toEqual(['a']);
+    p.apply(at('b', 1, 1000 + L));
+    expect(p.takeChanges().closed).toEqual([]);
+    p.apply(at('b', 2, 1001 + L));
+    const { changed, closed } = p.takeChanges();
+    expect(changed.map((r) => r.page_view_id)).toEqual(['b']);
+    expect(closed.map((r) => [r.page_view_id, r.final, r.impressions[0]?.viewable_ms])).toEqual([['a', true, 1000]]);
+    expect(p.takeChanges()).toEqual({ closed: [], changed: [] });
+    expect(p.pageViewsInMemory).toBe(1);
+  });
+
+  it('a page view changed and closed between two calls is reported once, as closed', () => {
+    const p = new PartitionExposure();
+    p.apply(at('a', 1, 0));
+    p.apply(at('b', 1, L + 1));
+    const { changed, closed } = p.takeChanges();
+    expect(changed.map((r) => r.page_view_id)).toEqual(['b']);
+    expect(closed.map((r) => r.page_view_id)).toEqual(['a']);
+  });
+
+  it('closes in order of last event, then id', () => {
+    const p = new PartitionExposure();
+    p.apply(at('c', 1, 20));
+    p.apply(at('b', 1, 10));
+    p.apply(at('a', 1, 20));
+    p.apply(at('c', 2, 5));
+    p.apply(at('z', 1, 21 + L));
+    expect(p.takeChanges().closed.map((r) => r.page_view_id)).toEqual(['b', 'a', 'c']);
+  });
+
+  it('memory stays bounded: page views come and go with the watermark', () => {
+    const p = new PartitionExposure();
+    for (let i = 0; i < 2000; i++) {
+      p.apply(at(`pv-${i}`, 1, i * 1000));
+      if (i % 100 === 0) p.takeChanges();
+    }
+    p.takeChanges();
+    // Open: those with a last event within ALLOWED_LATENESS of the watermark (601 of them).
+    expect(p.pageViewsInMemory).toBe(601);
+  });
+});
+
+describe('lateness of a page view that is not open', () => {
+  it('an evicted page view is still late, even for a fresh resend', () => {
+    const p = new PartitionExposure();
+    p.apply(at('a', 1, 0));
+    p.apply(at('b', 1, L + 1));
+    // The client was offline; it resends seq 2 now, with a fresh recv_ms.
+    expect(p.apply(at('a', 2, L + 2))).toBe('late');
+    expect(p.apply(at('a', 1, L + 3))).toBe('late');
+    expect(p.takeChanges().changed.map((r) => r.page_view_id)).toEqual(['b']);
+  });
+
+  it('forgets a closed id once the watermark is past its last event by ALLOWED_LATENESS + closed memory', () => {
+    const p = new PartitionExposure();
+    p.apply(at('a', 1, 0));
+    p.apply(at('b', 1, L + 1));
+    expect(p.closedIdsRemembered).toBe(1);
+    // 'b' closes too; 'a' (last event at 0) is remembered up to a watermark of L + HOUR.
+    p.apply(at('c', 1, L + HOUR));
+    expect(p.closedIdsRemembered).toBe(2);
+    p.apply(at('c', 2, L + HOUR + 1));
+    expect(p.closedIdsRemembered).toBe(1);
+  });
+
+  it('an id that closes and opens again between two calls reports the closed one first', () => {
+    const config = createRulesConfig({ rulesVersion: 1001, closedMemoryMs: 0 });
+    const p = new PartitionExposure(config);
+    p.apply(at('a', 1, 0, { imps: [Q()] }));
+    p.apply(at('a', 2, 1000, { imps: [N()] }));
+    p.apply(at('b', 1, L + 1001));
+    expect(p.apply(at('a', 7, L + 1001, { imps: [N()] }))).toBe('accepted');
+    const { closed, changed } = p.takeChanges();
+    expect(closed.map((r) => [r.page_view_id, r.impressions[0]?.viewable_ms])).toEqual([['a', 1000]]);
+    expect(changed.map((r) => [r.page_view_id, r.impressions[0]?.viewable_ms])).toEqual([['b', 0], ['a', 0]]);
+  });
+
+  it.each([
+    { name: 'within the closed memory', after: L + HOUR, expected: 'late' },
+    { name: 'past the closed memory: a new page view', after: L + HOUR + 1, expected: 'accepted' },
+  ])('$name → $expected', ({ after, expected }) => {
+    const p = new PartitionExposure();
+    p.apply(at('a', 1, 0));
+    p.apply(at('b', 1, L + 1));
+    p.apply(at('c', 1, after));
+    expect(p.apply(at('a', 2, after))).toBe(expected);
+  });
+
+  it.each([
+    { name: 'its own recv_ms within ALLOWED_LATENESS of the watermark', behind: L, expected: 'accepted' },
+    { name: 'its own recv_ms further behind', behind: L + 1, expected: 'late' },
+  ])('never seen, $name → $expected', ({ behind, expected }) => {
+    const p = new PartitionExposure();
+    p.apply(at('a', 1, 2 * L));
+    expect(p.apply(at('new', 1, 2 * L - behind))).toBe(expected);
+  });
+
+  it('a closed memory of 0 forgets at once', () => {
+    const p = new PartitionExposure(createRulesConfig({ rulesVersion: 1001, closedMemoryMs: 0 }));
+    p.apply(at('a', 1, 0));
+    p.apply(at('b', 1, L + 1));
+    expect(p.apply(at('a', 2, L + 1))).toBe('accepted');
+  });
+});
+
+describe('changes', () => {
+  it('only page views whose results changed are reported', () => {
+    const p = new PartitionExposure();
+    p.apply(at('a', 1, 0));
+    p.apply(at('b', 1, 0));
+    p.takeChanges();
+    expect(p.apply(at('a', 1, 10))).toBe('duplicate');
+    expect(p.apply(at('b', 2, 10, { user: 'intruder' }))).toBe('identity_mismatch');
+    expect(p.takeChanges().changed).toEqual([]);
+    p.apply(at('b', 2, 20));
+    p.apply(at('a', 2, 30));
+    p.apply(at('b', 3, 40));
+    expect(p.takeChanges().changed.map((r) => r.page_view_id)).toEqual(['b', 'a']);
+  });
+
+  it('retracts minute rows that no longer bill when a flag appears', () => {
+    const p = new PartitionExposure();
+    p.apply(ev({ pv: 'a', seq: 1, t: 0, recv: BASE_MS + 59_500 }));
+    p.apply(ev({ pv: 'a', seq: 2, t: 1000, recv: BASE_MS + 60_500 }));
+    p.apply(ev({ pv: 'a', seq: 3, t: 2000, recv: BASE_MS + 61_500, imps: [N()] }));
+    const first = p.takeChanges().changed[0];
+    expect(first?.buckets.map((r) => [r.minute_start_ms - BASE_MS, r.viewable_ms])).toEqual([
+      [0, 500],
+      [60_000, 1500],
+    ]);
+    p.apply(ev({ pv: 'a', seq: 2, t: 1000, recv: BASE_MS + 61_600, imps: [imp({ visible: 1 })] }));
+    const second = p.takeChanges().changed[0];
+    expect(second?.flags).toEqual(['conflicting_duplicate']);
+    expect(second?.buckets).toEqual([]);
+    expect(second?.retracted_buckets.map((r) => [r.impression_id, r.minute_start_ms - BASE_MS, r.viewable_ms])).toEqual([
+      ['imp-1', 0, 0],
+      ['imp-1', 60_000, 0],
+    ]);
+    expect(second?.retracted_buckets[0]).toMatchObject({ page_view_id: 'a', site_id: 'site-1', user_id: 'user-1', ad_id: 'ad-1', campaign_id: 'camp-1', rules_version: 1 });
+    // Retracted once; later reports do not repeat them.
+    p.apply(ev({ pv: 'a', seq: 4, t: 3000, recv: BASE_MS + 62_500 }));
+    expect(p.takeChanges().changed[0]).toMatchObject({ buckets: [], retracted_buckets: [] });
+  });
+
+  it('retracts a minute the anchor moved away from when an earlier seq arrives', () => {
+    const p = new PartitionExposure();
+    // Seq 2 and 3 arrive first: anchored at seq 2, the run sits in minute 1.
+    p.apply(ev({ pv: 'a', seq: 2, t: 1000, recv: BASE_MS + 60_100 }));
+    p.apply(ev({ pv: 'a', seq: 3, t: 2000, recv: BASE_MS + 61_100, imps: [N()] }));
+    expect(p.takeChanges().changed[0]?.buckets.map((r) => [r.minute_start_ms - BASE_MS, r.viewable_ms])).toEqual([[60_000, 1000]]);
+    // Seq 1 (received first, logged last) moves the anchor: the whole run now falls in minute 0.
+    p.apply(ev({ pv: 'a', seq: 1, t: 0, recv: BASE_MS + 57_000 }));
+    const { buckets, retracted_buckets } = p.takeChanges().changed[0] ?? { buckets: [], retracted_buckets: [] };
+    expect(buckets.map((r) => [r.minute_start_ms - BASE_MS, r.viewable_ms])).toEqual([[0, 2000]]);
+    expect(retracted_buckets.map((r) => [r.minute_start_ms - BASE_MS, r.viewable_ms])).toEqual([[60_000, 0]]);
+  });
+});
+
+describe('impression retractions', () => {
+  it('zero an impression that vanished when a conflicting copy without it became the kept one', () => {
+    const two = [imp({ id: 'x' }), imp({ id: 'y', ad: 'ad-y' })];
+    const copies = [ev({ pv: 'a', seq: 1, t: 0, imps: two }), ev({ pv: 'a', seq: 1, t: 0, imps: [imp({ id: 'x' })] })];
+    // Which copy is kept depends on content hashes: log the one listing 'y' first.
+    for (const order of [copies, [...copies].reverse()]) {
+      const p = new PartitionExposure();
+      p.apply(order[0] as PageEvent);
+      p.apply(ev({ pv: 'a', seq: 2, t: 1000, imps: [] }));
+      const before = p.takeChanges().changed[0];
+      p.apply(order[1] as PageEvent);
+      const after = p.takeChanges().changed[0];
+      const ids = (rows: readonly { impression_id: string }[] | undefined) => rows?.map((r) => r.impression_id);
+      const vanished = ids(before?.impressions)?.filter((id) => !ids(after?.impressions)?.includes(id));
+      expect(ids(after?.retracted_impressions)).toEqual(vanished);
+      for (const row of after?.retracted_impressions ?? []) {
+        expect(row).toMatchObject({ ad_id: 'ad-y', measurable: false, viewable: false, billable: false, viewable_ms: 0, credited_ms: 0, flags: ['conflicting_duplicate'] });
+      }
+    }
+  });
+});
+
+describe('snapshot and restore', () => {
+  it('continues exactly, including pending changes, closing reports and the closed memory', () => {
+    const log = [at('a', 1, 0), at('a', 2, 1000, { imps: [N()] }), at('b', 1, 5000), at('c', 1, L + 1001), at('a', 3, L + 1002), at('b', 2, L + 1003), at('d', 1, L + 5001)];
+    for (let cut = 0; cut <= log.length; cut++) {
+      const whole = new PartitionExposure();
+      const wholeOutcomes = log.map((e) => whole.apply(e));
+      const first = new PartitionExposure();
+      const outcomes = log.slice(0, cut).map((e) => first.apply(e));
+      const restored = PartitionExposure.restore(JSON.parse(JSON.stringify(first.snapshot())));
+      outcomes.push(...log.slice(cut).map((e) => restored.apply(e)));
+      expect(outcomes).toEqual(wholeOutcomes);
+      expect(restored.takeChanges()).toEqual(whole.takeChanges());
+      expect(restored.watermarkMs).toBe(whole.watermarkMs);
+    }
+  });
+
+  it('refuses a page-view snapshot and other rules', () => {
+    const p = new PartitionExposure();
+    p.apply(at('a', 1, 0));
+    const snapshot = JSON.parse(JSON.stringify(p.snapshot())) as Record<string, unknown>;
+    expect(() => PartitionExposure.restore({ ...snapshot, kind: 'page_view' })).toThrow(expect.objectContaining({ field: 'kind' }));
+    expect(() => PartitionExposure.restore(snapshot, createRulesConfig({ rulesVersion: 2, allowedLatenessMs: 1 }))).toThrow(expect.objectContaining({ field: 'rules_fingerprint' }));
+  });
+});

@@ -1,0 +1,339 @@
+/**
+ * The page views of one Kafka partition of `dwell.events.v1`, fed in log order. Applies rule 8
+ * (lateness) against the partition's `recv_ms` watermark, closes page views whose lateness window
+ * has passed (evicting them, so memory is bounded), and reports which page views changed or
+ * closed since the last call. Every decision depends only on the sequence of events applied,
+ * never on when changes are taken or snapshots made.
+ */
+import type { Media, PageEvent } from '@dwell/protocol';
+import { compileRules, type CompiledRules } from './compiled-rules.js';
+import { ExpiryQueue } from './expiry-queue.js';
+import { PageViewState, isValidPageEvent } from './page-view-state.js';
+import type { EventOutcome, ExposureFlag, ImpressionResult, MinuteBucketRow } from './results.js';
+import { DEFAULT_RULES_CONFIG, type RulesConfig } from './rules-config.js';
+import {
+  SNAPSHOT_FORMAT,
+  expectArray,
+  expectEnvelope,
+  expectInteger,
+  expectObject,
+  expectString,
+  parseMeta,
+  SnapshotError,
+  type PageViewSnapshot,
+} from './snapshot.js';
+
+/**
+ * The complete current results of one page view. To upsert: `impressions`, `buckets`, and the
+ * retractions, which overwrite rows reported earlier that no longer hold.
+ */
+export interface PageViewReport {
+  readonly page_view_id: string;
+  readonly site_id: string;
+  readonly user_id: string;
+  readonly flags: readonly ExposureFlag[];
+  /** The page view is closed and evicted; these results are final and reported this once. */
+  readonly final: boolean;
+  /** Current results, as PageViewState.results gives them. */
+  readonly impressions: readonly ImpressionResult[];
+  /** Current billable minute rows. */
+  readonly buckets: readonly MinuteBucketRow[];
+  /**
+   * Zeroed rows (not measurable, not viewable, 0 ms) for impressions reported earlier that no
+   * longer appear: only after a conflicting copy with another impression list became the kept one.
+   */
+  readonly retracted_impressions: readonly ImpressionResult[];
+  /**
+   * Rows with `viewable_ms: 0` for each (impression, minute) reported earlier that no longer
+   * bills: a flag appeared, or an earlier event moved the anchor to other minutes.
+   */
+  readonly retracted_buckets: readonly MinuteBucketRow[];
+}
+
+/**
+ * Upsert `closed` before `changed`: an id that closed can open again as a new page view (after
+ * `closedMemoryMs`) before the next call, and its new results must land after its final ones.
+ */
+export interface PartitionChanges {
+  /** Page views closed since the last call, in closing order (last recv_ms, then id). */
+  readonly closed: readonly PageViewReport[];
+  /** Open page views whose results changed since the last call, in order of first change. */
+  readonly changed: readonly PageViewReport[];
+}
+
+/**
+ * What was last reported of an impression, enough to retract it: `[impression_id, ad_id,
+ * campaign_id, media, width, height, first_server_ms, last_server_ms, billed minute starts]`.
+ */
+type ReportedImpression = readonly [
+  impressionId: string,
+  adId: string,
+  campaignId: string,
+  media: Media,
+  width: number,
+  height: number,
+  firstServerMs: number,
+  lastServerMs: number,
+  minutes: readonly number[],
+];
+
+export interface PartitionSnapshot {
+  readonly format: typeof SNAPSHOT_FORMAT;
+  readonly kind: 'partition';
+  readonly rules_version: number;
+  readonly rules_fingerprint: string;
+  readonly watermark_ms: number | null;
+  /** Open page views in the order they opened. */
+  readonly open: readonly PageViewEntrySnapshot[];
+  /** Closed page views whose final report has not been taken yet, in closing order. */
+  readonly closing: readonly PageViewEntrySnapshot[];
+  /** Ids of open page views changed since the last report, in order of first change. */
+  readonly changed: readonly string[];
+  /** Recently closed page views still recognised as late: `[page_view_id, last recv_ms]`. */
+  readonly closed_recently: readonly (readonly [string, number])[];
+}
+
+export interface PageViewEntrySnapshot {
+  readonly state: PageViewSnapshot;
+  readonly reported: readonly ReportedImpression[];
+}
+
+interface Entry {
+  readonly state: PageViewState;
+  reported: ReportedImpression[];
+  /** In `changed` since the last report. */
+  changed: boolean;
+  /** Closed: ignore wherever it is still listed. */
+  closed: boolean;
+}
+
+export class PartitionExposure {
+  private readonly rules: CompiledRules;
+  private readonly config: RulesConfig;
+  private watermark: number | null = null;
+  private readonly open = new Map<string, Entry>();
+  private readonly expiry = new ExpiryQueue<Entry>();
+  private closing: Entry[] = [];
+  /** Open page views changed since the last report, in order of first change (flag-guarded, no hashing). */
+  private changed: Entry[] = [];
+  // Insertion order is closing order, which is ascending last recv_ms: pruning reads from the front.
+  private readonly closedRecently = new Map<string, number>();
+
+  /** `config` defaults to rules version 1; a bad config throws RulesConfigError. */
+  constructor(config: RulesConfig = DEFAULT_RULES_CONFIG) {
+    this.rules = compileRules(config);
+    this.config = this.rules.config;
+  }
+
+  /** Highest `recv_ms` applied so far, in log order; null before the first valid event. */
+  get watermarkMs(): number | null {
+    return this.watermark;
+  }
+
+  /** Page views held in memory (open, plus closed ones whose final report is not taken yet). */
+  get pageViewsInMemory(): number {
+    return this.open.size + this.closing.length;
+  }
+
+  /** Ids of closed page views still remembered, to answer `late` (bounded by `closedMemoryMs`). */
+  get closedIdsRemembered(): number {
+    return this.closedRecently.size;
+  }
+
+  /**
+   * Applies the next event of the partition's log. `late`: the watermark (this event included)
+   * is more than `allowedLatenessMs` past the page view's last event, or the page view closed
+   * less than `closedMemoryMs` ago, or the page view is not open and this event's own `recv_ms`
+   * is more than `allowedLatenessMs` behind the watermark. Otherwise as PageViewState.apply.
+   */
+  apply(pageEvent: PageEvent): EventOutcome {
+    if (!isValidPageEvent(pageEvent)) return 'invalid_event';
+    const recv = pageEvent.recv_ms;
+    const watermark = this.watermark === null || recv > this.watermark ? recv : this.watermark;
+    this.watermark = watermark;
+    const outcome = this.route(pageEvent, watermark);
+    this.closeExpired(watermark);
+    return outcome;
+  }
+
+  /** Reports of the page views closed and changed since the last call, then forgets them. */
+  takeChanges(): PartitionChanges {
+    const closed = this.closing.map((entry) => report(entry, true, this.config.rulesVersion));
+    this.closing = [];
+    const changed: PageViewReport[] = [];
+    for (const entry of this.changed) {
+      entry.changed = false;
+      if (!entry.closed) changed.push(report(entry, false, this.config.rulesVersion));
+    }
+    this.changed = [];
+    return { closed, changed };
+  }
+
+  /** A plain JSON-compatible copy of the whole partition state. */
+  snapshot(): PartitionSnapshot {
+    const entry = (e: Entry): PageViewEntrySnapshot => ({
+      state: e.state.snapshot(),
+      reported: e.reported.map(([id, ad, campaign, media, width, height, first, last, minutes]) => [id, ad, campaign, media, width, height, first, last, [...minutes]] as const),
+    });
+    return {
+      format: SNAPSHOT_FORMAT,
+      kind: 'partition',
+      rules_version: this.config.rulesVersion,
+      rules_fingerprint: this.rules.fingerprint,
+      watermark_ms: this.watermark,
+      open: [...this.open.values()].map(entry),
+      closing: this.closing.map(entry),
+      changed: this.changed.filter((e) => !e.closed).map((e) => e.state.identity.page_view_id),
+      closed_recently: [...this.closedRecently],
+    };
+  }
+
+  /**
+   * Restores a partition from {@link snapshot} output (also after a JSON round trip); applying
+   * the rest of the log then gives exactly what an uninterrupted run gives.
+   *
+   * @throws SnapshotError when the snapshot is malformed, of another format, or of other rules.
+   */
+  static restore(snapshot: unknown, config: RulesConfig = DEFAULT_RULES_CONFIG): PartitionExposure {
+    const partition = new PartitionExposure(config);
+    const o = expectEnvelope(snapshot, 'partition', partition.rules.fingerprint);
+    partition.watermark = o['watermark_ms'] === null ? null : expectInteger(o['watermark_ms'], 'watermark_ms');
+    for (const [i, item] of expectArray(o['open'], 'open').entries()) {
+      const entry = parseEntry(item, `open[${i}]`, partition.config);
+      const id = entry.state.identity.page_view_id;
+      partition.open.set(id, entry);
+      partition.expiry.push({ lastRecvMs: entry.state.lastRecvMs ?? 0, id, item: entry });
+    }
+    partition.closing = expectArray(o['closing'], 'closing').map((item, i) => {
+      const entry = parseEntry(item, `closing[${i}]`, partition.config);
+      entry.closed = true;
+      return entry;
+    });
+    for (const [i, id] of expectArray(o['changed'], 'changed').entries()) {
+      const entry = partition.open.get(expectString(id, `changed[${i}]`));
+      if (entry === undefined || entry.changed) throw new SnapshotError(`changed[${i}]`, 'is not an open page view, or is listed twice');
+      partition.markChanged(entry);
+    }
+    for (const [i, item] of expectArray(o['closed_recently'], 'closed_recently').entries()) {
+      const pair = expectArray(item, `closed_recently[${i}]`);
+      partition.closedRecently.set(expectString(pair[0], `closed_recently[${i}][0]`), expectInteger(pair[1], `closed_recently[${i}][1]`));
+    }
+    return partition;
+  }
+
+  private route(pageEvent: PageEvent, watermark: number): EventOutcome {
+    const id = pageEvent.event.page_view_id;
+    const lateness = this.config.allowedLatenessMs;
+    const entry = this.open.get(id);
+    if (entry !== undefined) {
+      if (watermark - (entry.state.lastRecvMs ?? pageEvent.recv_ms) > lateness) return 'late';
+      const revision = entry.state.revision;
+      const outcome = entry.state.apply(pageEvent);
+      if (entry.state.revision !== revision) this.markChanged(entry);
+      return outcome;
+    }
+    // A page view that is not open is either new or closed. A closed one is remembered for a while.
+    const closedLast = this.closedRecently.get(id);
+    if (closedLast !== undefined && watermark - closedLast <= lateness + this.config.closedMemoryMs) return 'late';
+    // A new page view's last event would be this one: if that is already out of the window, so is the event.
+    if (watermark - pageEvent.recv_ms > lateness) return 'late';
+    const state = new PageViewState(PageViewState.identityOf(pageEvent), this.config);
+    const outcome = state.apply(pageEvent);
+    const opened: Entry = { state, reported: [], changed: false, closed: false };
+    this.open.set(id, opened);
+    this.expiry.push({ lastRecvMs: pageEvent.recv_ms, id, item: opened });
+    this.markChanged(opened);
+    return outcome;
+  }
+
+  private markChanged(entry: Entry): void {
+    if (entry.changed) return;
+    entry.changed = true;
+    this.changed.push(entry);
+  }
+
+  private closeExpired(watermark: number): void {
+    const lateness = this.config.allowedLatenessMs;
+    for (let top = this.expiry.peek(); top !== undefined && watermark - top.lastRecvMs > lateness; top = this.expiry.peek()) {
+      this.expiry.pop();
+      const last = top.item.state.lastRecvMs ?? top.lastRecvMs;
+      if (last !== top.lastRecvMs) {
+        // The page view heard from since it was queued: queue it again at its real last event.
+        this.expiry.push({ lastRecvMs: last, id: top.id, item: top.item });
+        continue;
+      }
+      this.open.delete(top.id);
+      top.item.closed = true;
+      this.closing.push(top.item);
+      this.closedRecently.delete(top.id);
+      this.closedRecently.set(top.id, last);
+    }
+    const horizon = lateness + this.config.closedMemoryMs;
+    for (const [id, last] of this.closedRecently) {
+      if (watermark - last <= horizon) break;
+      this.closedRecently.delete(id);
+    }
+  }
+}
+
+function report(entry: Entry, final: boolean, rules_version: number): PageViewReport {
+  const { identity, flags, impressions, buckets } = entry.state.results();
+  const { page_view_id, site_id, user_id } = identity;
+  const billed = new Map<string, number[]>();
+  for (const row of buckets) {
+    const minutes = billed.get(row.impression_id);
+    if (minutes === undefined) billed.set(row.impression_id, [row.minute_start_ms]);
+    else minutes.push(row.minute_start_ms);
+  }
+  const present = new Set(impressions.map((i) => i.impression_id));
+  const retracted_impressions: ImpressionResult[] = [];
+  const retracted_buckets: MinuteBucketRow[] = [];
+  for (const [impression_id, ad_id, campaign_id, media, width, height, first_server_ms, last_server_ms, minutes] of entry.reported) {
+    if (!present.has(impression_id)) {
+      retracted_impressions.push({
+        rules_version,
+        page_view_id,
+        site_id,
+        user_id,
+        impression_id,
+        ad_id,
+        campaign_id,
+        media,
+        width,
+        height,
+        measurable: false,
+        viewable: false,
+        billable: false,
+        viewable_ms: 0,
+        credited_ms: 0,
+        longest_run_ms: 0,
+        flags,
+        first_server_ms,
+        last_server_ms,
+      });
+    }
+    const still = billed.get(impression_id);
+    for (const minute_start_ms of minutes) {
+      if (still?.includes(minute_start_ms) === true) continue;
+      retracted_buckets.push({ rules_version, page_view_id, site_id, user_id, impression_id, ad_id, campaign_id, minute_start_ms, viewable_ms: 0 });
+    }
+  }
+  entry.reported = impressions.map((i) => [i.impression_id, i.ad_id, i.campaign_id, i.media, i.width, i.height, i.first_server_ms, i.last_server_ms, billed.get(i.impression_id) ?? []] as const);
+  return { page_view_id, site_id, user_id, flags, final, impressions, buckets, retracted_impressions, retracted_buckets };
+}
+
+function parseEntry(value: unknown, field: string, config: RulesConfig): Entry {
+  const o = expectObject(value, field);
+  const state = PageViewState.restore(o['state'], config);
+  const reported = expectArray(o['reported'], `${field}.reported`).map((item, i): ReportedImpression => {
+    const f = `${field}.reported[${i}]`;
+    const t = expectArray(item, f);
+    const meta = parseMeta({ ad_id: t[1], campaign_id: t[2], media: t[3], width: t[4], height: t[5] }, f);
+    const minutes = expectArray(t[8], `${f}[8]`).map((m, j) => expectInteger(m, `${f}[8][${j}]`));
+    const first = expectInteger(t[6], `${f}[6]`);
+    const last = expectInteger(t[7], `${f}[7]`);
+    return [expectString(t[0], `${f}[0]`), meta.ad_id, meta.campaign_id, meta.media, meta.width, meta.height, first, last, minutes];
+  });
+  if (state.eventCount === 0) throw new SnapshotError(`${field}.state.events`, 'an open page view has at least one event');
+  return { state, reported, changed: false, closed: false };
+}

@@ -1,0 +1,182 @@
+/**
+ * Properties of a partition over generated logs of interleaved page views: decisions depend only
+ * on the log (not on when changes are taken, nor on snapshots), lateness follows rule 8 as an
+ * unbounded-memory model states it, and final reports equal the reference model.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { PageEvent } from '@dwell/protocol';
+import { PartitionExposure, type PageViewReport } from './partition-exposure.js';
+import { referencePageView } from './reference-model.js';
+import type { EventOutcome, ImpressionResult } from './results.js';
+import { createRulesConfig, DEFAULT_RULES_CONFIG, type RulesConfig } from './rules-config.js';
+import { arbConflicts, arbPageView, arbResends } from './test-support/arbitraries.js';
+import { BASE_MS } from './test-support/events.js';
+
+const MIN = 60_000;
+/** A short lateness and memory so that closing, late resends and re-opened ids all happen. */
+const SHORT = createRulesConfig({ rulesVersion: 1001, allowedLatenessMs: 90_000, closedMemoryMs: 60_000 });
+
+/** Up to 6 page views starting within 40 minutes, with resends up to 15 minutes late, in a jittered log order. */
+const arbLog = fc
+  .array(fc.integer({ min: 0, max: 40 * MIN }), { minLength: 1, maxLength: 6 })
+  .chain((starts) =>
+    fc.tuple(
+      ...starts.map((start, i) =>
+        arbPageView({ pv: `pv-${i}`, startMs: BASE_MS + start, maxEvents: 20 }).chain((events) =>
+          fc.tuple(fc.constant(events), arbResends(events, 15 * MIN), arbConflicts(events)).map(([e, r, c]) => [...e, ...r, ...c]),
+        ),
+      ),
+    ),
+  )
+  .chain((perPageView) => {
+    const events = perPageView.flat();
+    return fc
+      .tuple(
+        fc.array(fc.integer({ min: 0, max: 3000 }), { minLength: events.length, maxLength: events.length }),
+        fc.array(fc.integer({ min: 1, max: 100 }), { minLength: events.length, maxLength: events.length }),
+      )
+      .map(([noise, intruder]) =>
+        events
+          .map((e, i) => ({ e: (intruder[i] ?? 100) <= 2 ? { ...e, user_id: 'intruder' } : e, key: e.recv_ms + (noise[i] ?? 0), i }))
+          .sort((a, b) => a.key - b.key || a.i - b.i)
+          .map((x) => x.e),
+      );
+  });
+
+/** Take points: after which log positions the caller asks for changes. */
+const arbLogWithTakes = arbLog.chain((log) =>
+  fc.tuple(fc.constant(log), fc.array(fc.boolean(), { minLength: log.length, maxLength: log.length }), fc.array(fc.boolean(), { minLength: log.length, maxLength: log.length }), fc.nat({ max: log.length })),
+);
+
+interface Run {
+  outcomes: EventOutcome[];
+  reports: PageViewReport[][];
+}
+
+function run(log: readonly PageEvent[], takes: readonly boolean[], config: RulesConfig, cut = -1): Run {
+  let p = new PartitionExposure(config);
+  const outcomes: EventOutcome[] = [];
+  const reports: PageViewReport[][] = [];
+  log.forEach((e, i) => {
+    if (i === cut) p = PartitionExposure.restore(JSON.parse(JSON.stringify(p.snapshot())), config);
+    outcomes.push(p.apply(e));
+    if (takes[i] === true) {
+      const { changed, closed } = p.takeChanges();
+      reports.push([...closed, ...changed]);
+    }
+  });
+  const { changed, closed } = p.takeChanges();
+  reports.push([...closed, ...changed]);
+  return { outcomes, reports };
+}
+
+/** What a ReplacingMergeTree holds after upserting every report in order, zero rows dropped. */
+function tables(reports: readonly PageViewReport[][]) {
+  const impressions = new Map<string, ImpressionResult>();
+  const buckets = new Map<string, number>();
+  for (const r of reports.flat()) {
+    for (const i of [...r.impressions, ...r.retracted_impressions]) impressions.set(`${i.page_view_id}/${i.impression_id}`, i);
+    for (const b of [...r.buckets, ...r.retracted_buckets]) buckets.set(`${b.page_view_id}/${b.impression_id}/${b.minute_start_ms}`, b.viewable_ms);
+  }
+  // A retraction overwrites a row that one caller saw and another never did: both end up billing nothing.
+  const retraction = (i: ImpressionResult) => !i.measurable && i.credited_ms === 0 && i.flags.includes('conflicting_duplicate');
+  return {
+    impressions: new Map([...impressions].filter(([, i]) => !retraction(i))),
+    buckets: new Map([...buckets].filter(([, ms]) => ms > 0)),
+  };
+}
+
+describe.each([
+  { name: 'rules version 1', config: DEFAULT_RULES_CONFIG },
+  { name: 'short lateness and memory', config: SHORT },
+])('partition properties ($name)', ({ config }) => {
+  it('a snapshot through JSON anywhere in the log changes no outcome and no report', () => {
+    fc.assert(
+      fc.property(arbLogWithTakes, ([log, takes, , cut]) => {
+        expect(run(log, takes, config, cut)).toEqual(run(log, takes, config));
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('when changes are taken changes no outcome and not what the tables end up holding', () => {
+    fc.assert(
+      fc.property(arbLogWithTakes, ([log, takesA, takesB]) => {
+        const a = run(log, takesA, config);
+        const b = run(log, takesB, config);
+        expect(a.outcomes).toEqual(b.outcomes);
+        expect(tables(a.reports)).toEqual(tables(b.reports));
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+});
+
+describe('partition against independent models (rules version 1)', () => {
+  const L = DEFAULT_RULES_CONFIG.allowedLatenessMs;
+
+  it('every page view is closed at most once, and only closed reports are final', () => {
+    fc.assert(
+      fc.property(arbLogWithTakes, ([log, takes]) => {
+        const p = new PartitionExposure();
+        const closedIds: string[] = [];
+        log.forEach((e, i) => {
+          p.apply(e);
+          if (takes[i] !== true) return;
+          const { changed, closed } = p.takeChanges();
+          expect(changed.every((r) => !r.final)).toBe(true);
+          expect(closed.every((r) => r.final)).toBe(true);
+          closedIds.push(...closed.map((r) => r.page_view_id));
+        });
+        expect(new Set(closedIds).size).toBe(closedIds.length);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('late exactly when rule 8 says so, with unbounded memory of every page view', () => {
+    fc.assert(
+      fc.property(arbLog, (log) => {
+        const { outcomes } = run(log, [], DEFAULT_RULES_CONFIG);
+        const last = new Map<string, number>();
+        let watermark = -Infinity;
+        log.forEach((e, i) => {
+          watermark = Math.max(watermark, e.recv_ms);
+          const known = last.get(e.event.page_view_id);
+          const late = watermark - (known ?? e.recv_ms) > L;
+          expect(outcomes[i] === 'late').toBe(late);
+          const applied = outcomes[i] === 'accepted' || outcomes[i] === 'duplicate' || outcomes[i] === 'conflicting_duplicate';
+          if (applied) last.set(e.event.page_view_id, Math.max(known ?? -Infinity, e.recv_ms));
+        });
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('the last report of each page view equals the reference model over the events it took in', () => {
+    fc.assert(
+      fc.property(arbLogWithTakes, ([log, takes]) => {
+        const { outcomes, reports } = run(log, takes, DEFAULT_RULES_CONFIG);
+        const latest = new Map<string, PageViewReport>();
+        for (const r of reports.flat()) latest.set(r.page_view_id, r);
+        const taken = new Map<string, PageEvent[]>();
+        log.forEach((e, i) => {
+          if (outcomes[i] === 'accepted' || outcomes[i] === 'duplicate' || outcomes[i] === 'conflicting_duplicate') {
+            taken.set(e.event.page_view_id, [...(taken.get(e.event.page_view_id) ?? []), e]);
+          }
+        });
+        expect([...latest.keys()].sort()).toEqual([...taken.keys()].sort());
+        for (const [id, events] of taken) {
+          const first = events[0] as PageEvent;
+          const expected = referencePageView({ page_view_id: id, site_id: first.site_id, user_id: first.user_id, user_agent: first.user_agent }, events);
+          const report = latest.get(id);
+          expect(report?.impressions).toEqual(expected.impressions);
+          expect(report?.buckets).toEqual(expected.buckets);
+        }
+      }),
+      { numRuns: 150 },
+    );
+  });
+});

@@ -1,0 +1,81 @@
+/**
+ * The worked examples of the exposure rules, produced to Kafka as stored events, come out of
+ * `dwell billing` with exactly the rules' milliseconds: Kafka → processor → ClickHouse → CLI.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Processor } from './processor.js';
+import { WORKED_EXAMPLES, exampleEvents } from '../../../test/worked-examples.js';
+import { processorEnv, produceEvents, startTestProcessor, type ProcessorEnv } from '../../../test/processor-harness.js';
+import { eventually } from '../../../test/support.js';
+
+const cli = fileURLToPath(new URL('../../cli/bin/dwell.js', import.meta.url));
+const run = promisify(execFile);
+// A whole minute plus 10 s, so every example's time lies in a known pair of minutes.
+const BASE = Math.floor(Date.now() / 60_000) * 60_000 - 30 * 60_000 + 10_000;
+
+let setup: ProcessorEnv;
+let processor: Processor;
+
+beforeAll(async () => {
+  setup = await processorEnv(3);
+  processor = await startTestProcessor(setup.env);
+});
+
+afterAll(async () => {
+  await processor?.stop();
+  await setup?.cleanup();
+});
+
+const billing = async (...args: string[]): Promise<Array<Record<string, unknown>>> => {
+  const { stdout } = await run(process.execPath, [cli, 'billing', '--processor', processor.httpUrl, '--format', 'json', ...args], {
+    env: { ...process.env, CLICKHOUSE_URL: '' },
+  });
+  return JSON.parse(stdout) as Array<Record<string, unknown>>;
+};
+
+describe('worked examples through Kafka, the processor and ClickHouse', () => {
+  it('bills each example exactly, per ad, as dwell billing reports it', async () => {
+    const events = WORKED_EXAMPLES.flatMap((example, i) => exampleEvents(example, `pv-worked-${i}`, `ad-${i}`, BASE + i * 20_000));
+    await produceEvents(setup.kafka, setup.topic, events);
+    const expected = Object.fromEntries(WORKED_EXAMPLES.map((example, i) => [`ad-${i}`, example.billableMs]));
+    const from = String(BASE - 60_000);
+    const to = String(BASE + 60 * 60_000);
+
+    // Every ad appears once the impressions are written; billed ms must then match exactly.
+    const rows = await eventually('every example billed', async () => {
+      const report = await billing('--by', 'ad', '--from', from, '--to', to);
+      return report.length === WORKED_EXAMPLES.length && report.every((r) => r['impressions'] === 1) ? report : undefined;
+    }, 60_000, 250);
+    expect(Object.fromEntries(rows.map((r) => [r['key'], r['billable_ms']]))).toEqual(expected);
+
+    // Example 8 is flagged and bills 0; what it would have billed is shown separately.
+    const flagged = rows.find((r) => r['key'] === `ad-${WORKED_EXAMPLES.length - 1}`);
+    expect(flagged).toMatchObject({ flagged_impressions: 1, viewable_impressions: 0 });
+    expect(flagged?.['viewable_ms_incl_flagged']).toBe(60_000);
+
+    // The same total, by day and by campaign.
+    const total = Object.values(expected).reduce((a, b) => a + b, 0);
+    const byCampaign = await billing('--by', 'campaign', '--from', from, '--to', to);
+    expect(byCampaign).toMatchObject([{ key: 'campaign-worked', billable_ms: total, viewable_impressions: 6, measurable_impressions: 8 }]);
+    const byDay = await billing('--by', 'day', '--from', from, '--to', to);
+    expect(byDay.reduce((sum, r) => sum + Number(r['billable_ms']), 0)).toBe(total);
+
+    // Filters narrow the report.
+    expect(await billing('--ad', 'ad-3', '--by', 'ad', '--from', from, '--to', to)).toMatchObject([{ key: 'ad-3', billable_ms: 1900 }]);
+  });
+
+  it('prints a table and CSV, and explains bad arguments', async () => {
+    const table = await run(process.execPath, [cli, 'billing', '--processor', processor.httpUrl, '--by', 'campaign', '--from', String(BASE - 60_000)], {
+      env: { ...process.env, CLICKHOUSE_URL: '' },
+    });
+    expect(table.stdout).toMatch(/^campaign\s+billable_seconds/m);
+    const csv = await run(process.execPath, [cli, 'billing', '--processor', processor.httpUrl, '--format', 'csv', '--by', 'site', '--from', String(BASE - 60_000)], {
+      env: { ...process.env, CLICKHOUSE_URL: '' },
+    });
+    expect(csv.stdout.split('\n')[0]).toMatch(/^site,billable_seconds,impressions,/);
+    await expect(run(process.execPath, [cli, 'billing', '--by', 'planet'])).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/--by must be one of/) });
+  });
+});
