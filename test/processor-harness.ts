@@ -6,8 +6,8 @@ import { inject } from 'vitest';
 import { createKafka, createProducer, ensureTopics, type Kafka } from '../packages/kafka/src/index.js';
 import { encodePageEvent, type PageEvent } from '../packages/protocol/src/index.js';
 import { createLogger } from '../packages/runtime/src/index.js';
-import { processorConfigFromEnv, startProcessor, type Processor } from '../services/processor/src/index.js';
-import { dropTestDatabase, testBrokers, uniqueName } from './support.js';
+import { processorConfigFromEnv, startProcessor, type Processor, type ProcessorHooks } from '../services/processor/src/index.js';
+import { dropTestDatabase, eventually, testBrokers, uniqueName } from './support.js';
 
 export interface ProcessorEnv {
   readonly env: Record<string, string>;
@@ -53,8 +53,43 @@ export async function processorEnv(partitions = 4, extra: Record<string, string>
   };
 }
 
-export function startTestProcessor(env: Record<string, string>): Promise<Processor> {
-  return startProcessor(processorConfigFromEnv(env), createLogger({ level: 'warn' }));
+export function startTestProcessor(env: Record<string, string>, hooks: ProcessorHooks = {}): Promise<Processor> {
+  return startProcessor(processorConfigFromEnv(env), createLogger({ level: env['LOG_LEVEL'] === 'silent' ? 'silent' : 'warn' }), hooks);
+}
+
+export type Rows = Array<Record<string, unknown>>;
+
+/** Per-impression and per-minute results, normalised for comparison between runs. */
+export async function resultsOf(query: (sql: string) => Promise<Rows>, db: string): Promise<{ impressions: string[]; minutes: string[] }> {
+  const normalise = (rows: Rows): string[] => rows.map((r) => JSON.stringify(Object.values(r).map((v) => (typeof v === 'number' ? String(v) : v))));
+  const impressions = await query(
+    `SELECT page_view_id, impression_id, ad_id, user_id, measurable, viewable, billable, viewable_ms, credited_ms, flags
+     FROM ${db}.impressions FINAL ORDER BY page_view_id, impression_id`,
+  );
+  const minutes = await query(
+    `SELECT page_view_id, impression_id, toUnixTimestamp(minute) AS minute, viewable_ms
+     FROM ${db}.exposure_minutes FINAL WHERE viewable_ms > 0 ORDER BY page_view_id, impression_id, minute`,
+  );
+  return { impressions: normalise(impressions), minutes: normalise(minutes) };
+}
+
+/** Waits until the audit trail of `db` covers every offset of the topic. */
+export async function caughtUp(query: (sql: string) => Promise<Rows>, db: string, end: Map<number, bigint>, timeoutMs = 180_000): Promise<void> {
+  await eventually(
+    `${db} to process every offset`,
+    async () => {
+      const rows = await query(`SELECT partition, max(last_offset) AS last FROM ${db}.processed_ranges GROUP BY partition`);
+      const last = new Map(rows.map((r) => [Number(r['partition']), BigInt(String(r['last']))]));
+      return [...end].every(([partition, high]) => high === 0n || last.get(partition) === high - 1n) ? true : undefined;
+    },
+    timeoutMs,
+    250,
+  );
+}
+
+/** Queries through a processor's own ClickHouse client. */
+export function sqlOf(processor: Processor): (sql: string) => Promise<Rows> {
+  return async (sql) => (await (await processor.warehouse.client.query({ query: sql, format: 'JSONEachRow' })).json<Record<string, unknown>>());
 }
 
 /** Produces stored events keyed by page view, in the given order, acks=all. */

@@ -15,13 +15,18 @@ export interface KafkaConnection {
   readonly requestTimeoutMs?: number;
 }
 
+const TRANSIENT =
+  /rebalanc|group coordinator is not available|coordinator is loading|not the correct coordinator|leadership election|There is no leader/i;
+
 export function createKafka(connection: KafkaConnection): Kafka {
   const logger = connection.logger?.child({ component: 'kafkajs' });
   const toLogger: logCreator = () => (entry: LogEntry) => {
     if (logger === undefined) return;
     const { message, ...fields } = entry.log;
     const line = `${entry.namespace}: ${String(message)}`;
-    if (entry.level === logLevel.ERROR) logger.error(line, fields);
+    // Rebalances and coordinator moves are routine; KafkaJS retries them and logs them as errors.
+    if (entry.level === logLevel.ERROR && TRANSIENT.test(String(fields['error'] ?? ''))) logger.debug(line, fields);
+    else if (entry.level === logLevel.ERROR) logger.error(line, fields);
     else if (entry.level === logLevel.WARN) logger.warn(line, fields);
     else logger.debug(line, fields);
   };

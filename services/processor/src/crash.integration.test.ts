@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from '@dwell/kafka';
 import type { Processor } from './processor.js';
-import { processorEnv, produceEvents, startTestProcessor, topicEnd, type ProcessorEnv } from '../../../test/processor-harness.js';
+import { caughtUp, processorEnv, produceEvents, resultsOf, sqlOf, startTestProcessor, topicEnd, type ProcessorEnv } from '../../../test/processor-harness.js';
 import { eventually } from '../../../test/support.js';
 import { prng, workload } from '../../../test/workload.js';
 
@@ -25,32 +25,6 @@ type Sql = (query: string) => Promise<Array<Record<string, unknown>>>;
 
 const started = Date.now();
 const progress = (line: string): void => void process.stderr.write(`[crash test +${((Date.now() - started) / 1000).toFixed(1)} s] ${line}\n`);
-
-const IMPRESSIONS = (db: string): string =>
-  `SELECT page_view_id, impression_id, ad_id, user_id, measurable, viewable, billable, viewable_ms, credited_ms, flags
-   FROM ${db}.impressions FINAL ORDER BY page_view_id, impression_id`;
-const MINUTES = (db: string): string =>
-  `SELECT page_view_id, impression_id, toUnixTimestamp(minute) AS minute, viewable_ms
-   FROM ${db}.exposure_minutes FINAL WHERE viewable_ms > 0 ORDER BY page_view_id, impression_id, minute`;
-
-/** Waits until the processor's audit trail covers every offset of the topic. */
-async function caughtUp(sql: Sql, db: string, end: Map<number, bigint>): Promise<void> {
-  let lastReport = Date.now();
-  await eventually(
-    'every offset processed',
-    async () => {
-      const rows = await sql(`SELECT partition, max(last_offset) AS last FROM ${db}.processed_ranges GROUP BY partition`);
-      const last = new Map(rows.map((r) => [Number(r['partition']), BigInt(String(r['last']))]));
-      if (Date.now() - lastReport > 10_000) {
-        lastReport = Date.now();
-        progress(`${db}: processed up to ${JSON.stringify([...last].map(([p, o]) => `${p}:${o}`))} of ${JSON.stringify([...end].map(([p, o]) => `${p}:${o}`))}`);
-      }
-      return [...end].every(([partition, high]) => high === 0n || last.get(partition) === high - 1n) ? true : undefined;
-    },
-    180_000,
-    250,
-  );
-}
 
 describe('crash recovery', () => {
   it(`gives the uninterrupted run's results after five kill -9s (seed ${SEED})`, { timeout: 600_000 }, async () => {
@@ -110,18 +84,15 @@ describe('crash recovery', () => {
     // The uninterrupted processor: in this process, its own group and database, the same log.
     const steady: Processor = await startTestProcessor({ ...setup.env, PROCESSOR_GROUP_ID: `${setup.env['PROCESSOR_GROUP_ID']}_steady` });
     cleanups.push(() => steady.stop());
-    const steadySql: Sql = async (query) => (await (await steady.warehouse.client.query({ query, format: 'JSONEachRow' })).json());
+    const steadySql = sqlOf(steady);
     await caughtUp(steadySql, setup.database, end);
     progress('uninterrupted processor caught up; comparing');
 
-    const [steadyImpressions, crashedImpressions] = await Promise.all([steadySql(IMPRESSIONS(setup.database)), crashingSql(IMPRESSIONS(crashingDb))]);
-    const [steadyMinutes, crashedMinutes] = await Promise.all([steadySql(MINUTES(setup.database)), crashingSql(MINUTES(crashingDb))]);
-    const normalise = (rows: Array<Record<string, unknown>>): string[] => rows.map((r) => JSON.stringify(Object.values(r).map((v) => (typeof v === 'number' ? String(v) : v))));
-    expect(steadyImpressions.length).toBeGreaterThan(1000);
-    expect(normalise(crashedImpressions)).toEqual(normalise(steadyImpressions));
-    expect(normalise(crashedMinutes)).toEqual(normalise(steadyMinutes));
-    const billed = steadyImpressions.reduce((sum, r) => sum + Number(r['viewable_ms']), 0);
-    expect(billed).toBeGreaterThan(0);
+    const [steadyResults, crashedResults] = await Promise.all([resultsOf(steadySql, setup.database), resultsOf(crashingSql, crashingDb)]);
+    expect(steadyResults.impressions.length).toBeGreaterThan(1000);
+    expect(steadyResults.minutes.length).toBeGreaterThan(1000);
+    expect(crashedResults.impressions).toEqual(steadyResults.impressions);
+    expect(crashedResults.minutes).toEqual(steadyResults.minutes);
     child?.kill('SIGTERM');
   });
 });

@@ -16,7 +16,12 @@ export interface Processor {
  * One processor: a member of the consumer group on the events topic that computes exposure and
  * lands it in ClickHouse (see ExposureConsumer), plus its HTTP API.
  */
-export async function startProcessor(config: ProcessorConfig, logger: Logger): Promise<Processor> {
+export interface ProcessorHooks {
+  /** Wraps the ClickHouse result store, e.g. to inject faults in tests. */
+  readonly store?: (store: ExposureStore) => ExposureStore;
+}
+
+export async function startProcessor(config: ProcessorConfig, logger: Logger, hooks: ProcessorHooks = {}): Promise<Processor> {
   if (config.KAFKA_BROKERS === undefined) throw new Error('KAFKA_BROKERS is required to start the processor');
   const log = logger.child({ component: 'processor', processor_id: config.PROCESSOR_ID });
   const warehouse = await openWarehouse({
@@ -49,7 +54,7 @@ export async function startProcessor(config: ProcessorConfig, logger: Logger): P
     kafka,
     consumer,
     producer,
-    store: new ExposureStore(warehouse),
+    store: (hooks.store ?? ((store) => store))(new ExposureStore(warehouse)),
     logger: log,
     metrics,
     options: {
