@@ -37,6 +37,9 @@ interface PartitionState {
   awaitingSeek: boolean;
 }
 
+/** Result writes that may wait for ClickHouse while consumption continues. */
+const MAX_PENDING_WRITES = 2;
+
 const OUTCOME_REASON: Partial<Record<EventOutcome, RejectionReasonCode>> = {
   late: 'late',
   conflicting_duplicate: 'duplicate_conflict',
@@ -64,6 +67,9 @@ export class ExposureConsumer {
   private readonly log: Logger;
   private readonly metrics: ReturnType<typeof processorMetrics>;
   private lastFlushAt = Date.now();
+  /** The chain of result writes in issue order; rejects only when a write gave up (stopping). */
+  private writes: Promise<void> = Promise.resolve();
+  private readonly pendingWrites: Promise<void>[] = [];
   private lastSnapshotAt = Date.now();
   private timer: NodeJS.Timeout | undefined;
   private stopping = false;
@@ -273,15 +279,31 @@ export class ExposureConsumer {
       .update(`${ranges.map((r) => `${r.topic}:${r.partition}:${r.first_offset}-${r.last_offset}`).join('|')}|rules${rulesVersion}`)
       .digest('hex');
     const write: ResultsWrite = { impressions, minutes, ranges, rulesVersion, processorId: this.options.processorId, token };
-    const started = Date.now();
-    await this.retry('write results to ClickHouse', () => this.store.writeResults(write), keepAlive);
-    this.metrics.flushed(Date.now() - started, impressions.length, minutes.length, oldest === undefined ? undefined : Date.now() - oldest);
+    // Writes run one after another, in order, while consumption goes on: ClickHouse works in its
+    // own threads meanwhile. At most MAX_PENDING_WRITES wait; beyond that the batch loop waits too,
+    // so a slow or failing ClickHouse stops consumption instead of filling memory.
+    const written = this.writes.then(async () => {
+      const started = Date.now();
+      await this.retry('write results to ClickHouse', () => this.store.writeResults(write), keepAlive);
+      this.metrics.flushed(Date.now() - started, impressions.length, minutes.length, oldest === undefined ? undefined : Date.now() - oldest);
+    });
+    this.writes = written;
+    this.pendingWrites.push(written);
+    void written.finally(() => this.pendingWrites.splice(this.pendingWrites.indexOf(written), 1));
+    while (this.pendingWrites.length > MAX_PENDING_WRITES) await this.pendingWrites[0];
+  }
+
+  /** Resolves when every write issued so far is stored. */
+  private async writesDone(): Promise<void> {
+    await this.writes;
   }
 
   /** Flushes, stores a snapshot of every partition at its next offset, then commits those offsets. */
   private async snapshotAll(keepAlive: () => Promise<void>): Promise<void> {
     this.lastSnapshotAt = Date.now();
     await this.flush(keepAlive);
+    // An offset is committed only once every result up to it is stored.
+    await this.writesDone();
     const commits: Array<{ topic: string; partition: number; offset: string }> = [];
     for (const state of this.partitions.values()) {
       if (state.nextOffset === state.snapshotAt || state.awaitingSeek) continue;
