@@ -5,17 +5,15 @@
 // Traffic: page views of ~30 events (start, render, ticks every second, a change or two, end),
 // 1-3 impressions each, --concurrent (2,000) page views receiving events at any moment, 1% exact resends and 0.5% events logged
 // out of order. The log is kept off the V8 heap as JSON in Buffers of 100 events, parsed chunk
-// by chunk so every event owns its strings as a decoded record does, and so the heap holds what
-// a processor's holds: the partition state and the batch in flight. Parsing makes garbage whose collection
-// lands anywhere, so each loop is timed whole and a parse-only loop is subtracted: the figure is
-// the core's work plus the garbage collection its own allocations and retained state cause.
-// Wall-clock and CPU time (this process, GC threads included) are both shown; on a shared
-// machine read CPU. Medians of --runs runs:
+// by chunk (untimed) so every event owns its strings as a decoded record does, and so the heap
+// holds what a processor's holds: the partition state and the messages in flight. Only the calls
+// into the core are timed, in wall-clock and in CPU time (this process, GC threads included; on a
+// shared machine read CPU). Medians of --runs runs after one warm-up run:
 //   core apply      PartitionExposure.apply for every event
 //   core + reports  the same, plus takeChanges() every --batch events (a consumer batch)
 //   naive           keep every event per page view and, every --batch events, recompute each
 //                   changed page view from scratch with the reference model (no lateness)
-import { PerformanceObserver, performance } from 'node:perf_hooks';
+import { performance } from 'node:perf_hooks';
 import { PartitionExposure } from '../dist/index.js';
 import { referencePageView } from '../dist/reference-model.js';
 
@@ -49,8 +47,14 @@ function prng(seed) {
 function generateLog(total) {
   const rand = prng(42);
   const int = (lo, hi) => lo + Math.floor(rand() * (hi - lo + 1));
-  const UA = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
-  const SIZES = [[300, 250], [728, 90], [970, 250], [640, 360]];
+  const UA =
+    'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
+  const SIZES = [
+    [300, 250],
+    [728, 90],
+    [970, 250],
+    [640, 360],
+  ];
   const events = [];
   let pv = 0;
   const base = 1_700_000_000_000;
@@ -60,12 +64,20 @@ function generateLog(total) {
     const start = base + Math.floor((pv * 30_000) / CONCURRENT);
     const impressions = Array.from({ length: int(1, 3) }, (_, i) => {
       const [width, height] = SIZES[int(0, SIZES.length - 1)];
-      return { impression_id: `${id}-imp-${i}`, ad_id: `ad-${int(1, 500)}`, campaign_id: `camp-${int(1, 40)}`, width, height, media: width === 640 ? 'video' : 'display' };
+      return {
+        impression_id: `${id}-imp-${i}`,
+        ad_id: `ad-${int(1, 500)}`,
+        campaign_id: `camp-${int(1, 40)}`,
+        width,
+        height,
+        media: width === 640 ? 'video' : 'display',
+      };
     });
     const n = int(24, 36);
     let t = int(5, 50);
     for (let seq = 1; seq <= n; seq++) {
-      const kind = seq === 1 ? 'start' : seq === 2 ? 'render' : seq === n ? 'end' : rand() < 0.05 ? 'change' : 'tick';
+      const kind =
+        seq === 1 ? 'start' : seq === 2 ? 'render' : seq === n ? 'end' : rand() < 0.05 ? 'change' : 'tick';
       const visibleShare = rand() < 0.8 ? 1 : rand() < 0.5 ? 0.4 : 0;
       events.push({
         recv_ms: start + t + int(5, 60),
@@ -81,10 +93,19 @@ function generateLog(total) {
           t_mono_ms: t,
           t_wall_ms: start + t,
           page: { visible: true, focused: rand() < 0.9, foreground: true },
-          impressions: seq === 1 ? [] : impressions.map((imp) => {
-            const total_px = imp.width * imp.height;
-            return { ...imp, visible_px: Math.floor(total_px * visibleShare), total_px, playing: imp.media === 'video', reasons: visibleShare < 1 ? ['clipped'] : [] };
-          }),
+          impressions:
+            seq === 1
+              ? []
+              : impressions.map((imp) => {
+                  const total_px = imp.width * imp.height;
+                  return {
+                    ...imp,
+                    visible_px: Math.floor(total_px * visibleShare),
+                    total_px,
+                    playing: imp.media === 'video',
+                    reasons: visibleShare < 1 ? ['clipped'] : [],
+                  };
+                }),
         },
       });
       t += seq === 1 ? int(50, 300) : kind === 'change' ? int(100, 900) : 1000;
@@ -94,34 +115,33 @@ function generateLog(total) {
   events.length = total;
   events.sort((a, b) => a.recv_ms - b.recv_ms);
   // 0.5% swapped with the previous event of the log (often the same page view), 1% resent later.
-  for (let i = 1; i < events.length; i++) if (rand() < 0.005) [events[i - 1], events[i]] = [events[i], events[i - 1]];
+  for (let i = 1; i < events.length; i++)
+    if (rand() < 0.005) [events[i - 1], events[i]] = [events[i], events[i - 1]];
   const withResends = [];
   for (const e of events) {
     withResends.push(e);
     if (rand() < 0.01) withResends.push({ ...e, recv_ms: e.recv_ms + 2000, gateway_id: 'gw-2' });
   }
   const batches = [];
-  for (let i = 0; i < withResends.length; i += CHUNK) batches.push(Buffer.from(JSON.stringify(withResends.slice(i, i + CHUNK))));
+  for (let i = 0; i < withResends.length; i += CHUNK)
+    batches.push(Buffer.from(JSON.stringify(withResends.slice(i, i + CHUNK))));
   return { batches, events: withResends.length, pageViews: pv };
 }
 
-let gcMs = 0;
-new PerformanceObserver((list) => {
-  for (const entry of list.getEntries()) gcMs += entry.duration;
-}).observe({ entryTypes: ['gc'] });
-
-/** Parses every chunk and runs `step` on it; returns wall-clock, CPU and GC seconds of the loop. */
-async function timed(log, step) {
-  await new Promise((resolve) => setTimeout(resolve, 10));
-  const gc0 = gcMs;
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  for (const buffer of log.batches) step(JSON.parse(buffer.toString()));
-  const c = process.cpuUsage(c0);
-  const wall = (performance.now() - t0) / 1000;
-  // GC entries reach the observer asynchronously, after the loop that caused them.
-  await new Promise((resolve) => setTimeout(resolve, 10));
-  return { wall, cpu: (c.user + c.system) / 1e6, gc: (gcMs - gc0) / 1000 };
+/** Parses chunk after chunk and times `step` on each; returns wall-clock and CPU seconds in `step`. */
+function timed(log, step) {
+  let wall = 0;
+  let cpu = 0;
+  for (const buffer of log.batches) {
+    const chunk = JSON.parse(buffer.toString());
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    step(chunk);
+    wall += performance.now() - t0;
+    const c = process.cpuUsage(c0);
+    cpu += c.user + c.system;
+  }
+  return { wall: wall / 1000, cpu: cpu / 1e6 };
 }
 
 function coreApply(log) {
@@ -159,42 +179,42 @@ function naive(log) {
       for (const pv of changed) {
         const all = byPageView.get(pv);
         const first = all[0];
-        referencePageView({ page_view_id: pv, site_id: first.site_id, user_id: first.user_id, user_agent: first.user_agent }, all);
+        referencePageView(
+          { page_view_id: pv, site_id: first.site_id, user_id: first.user_id, user_agent: first.user_agent },
+          all,
+        );
       }
       changed.clear();
     }
   });
 }
 
-async function samples(fn, log) {
-  const out = [];
+function measure(name, fn, log) {
+  const wall = [];
+  const cpu = [];
   for (let r = 0; r < RUNS + 1; r++) {
-    const seconds = await fn(log);
-    if (r > 0) out.push(seconds); // the first run warms the JIT up
+    const seconds = fn(log);
+    if (r === 0) continue; // the first run warms the JIT up
+    wall.push(log.events / seconds.wall);
+    cpu.push(log.events / seconds.cpu);
   }
-  return out;
-}
-
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-let parse = { wall: 0, cpu: 0 };
-
-async function measure(name, fn, log) {
-  const runs = await samples(fn, log);
-  const rate = (key) => median(runs.map((s) => log.events / Math.max(1e-9, s[key] - parse[key])));
-  const result = { wall: rate('wall'), cpu: rate('cpu') };
-  const gcShare = median(runs.map((s) => (s.gc - parse.gc) / (s.wall - parse.wall)));
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const fmt = (n) => Math.round(n).toLocaleString('en-US').padStart(11);
-  console.log(`${name.padEnd(16)} wall ${fmt(result.wall)} events/s   cpu ${fmt(result.cpu)} events/s   (GC ${(100 * gcShare).toFixed(0)}% of its wall time)`);
+  const result = { wall: median(wall), cpu: median(cpu) };
+  console.log(
+    `${name.padEnd(16)} wall ${fmt(result.wall)} events/s   cpu ${fmt(result.cpu)} events/s   (cpu min ${fmt(Math.min(...cpu)).trim()}, max ${fmt(Math.max(...cpu)).trim()})`,
+  );
   return result;
 }
 
 const log = generateLog(EVENTS);
-console.log(`node ${process.version}, ${log.events.toLocaleString('en-US')} events, ${log.pageViews.toLocaleString('en-US')} page views, median of ${RUNS} runs, consumer batches of ${BATCH} events, ${CONCURRENT} page views active at once`);
-const parseRuns = await samples((l) => timed(l, () => {}), log);
-parse = { wall: median(parseRuns.map((s) => s.wall)), cpu: median(parseRuns.map((s) => s.cpu)), gc: median(parseRuns.map((s) => s.gc)) };
-console.log(`parse only       wall ${parse.wall.toFixed(2)} s, cpu ${parse.cpu.toFixed(2)} s per pass (subtracted below)`);
-const apply = await measure('core apply', coreApply, log);
-const reports = await measure('core + reports', coreWithReports, log);
-const baseline = await measure('naive', naive, log);
+console.log(
+  `node ${process.version}, ${log.events.toLocaleString('en-US')} events, ${log.pageViews.toLocaleString('en-US')} page views, median of ${RUNS} runs, consumer batches of ${BATCH} events, ${CONCURRENT} page views active at once`,
+);
+const apply = measure('core apply', coreApply, log);
+const reports = measure('core + reports', coreWithReports, log);
+const baseline = measure('naive', naive, log);
 const ratio = (a, b) => `${(a / b).toFixed(1)}x`;
-console.log(`core/naive (cpu): apply ${ratio(apply.cpu, baseline.cpu)}, with reports ${ratio(reports.cpu, baseline.cpu)}; (wall): apply ${ratio(apply.wall, baseline.wall)}, with reports ${ratio(reports.wall, baseline.wall)}`);
+console.log(
+  `core/naive (cpu): apply ${ratio(apply.cpu, baseline.cpu)}, with reports ${ratio(reports.cpu, baseline.cpu)}; (wall): apply ${ratio(apply.wall, baseline.wall)}, with reports ${ratio(reports.wall, baseline.wall)}`,
+);

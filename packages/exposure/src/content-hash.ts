@@ -65,7 +65,8 @@ export class ContentHasher {
   str(value: string): void {
     this.int(value.length);
     const n = value.length;
-    for (let i = 0; i < n; i += 2) this.int(value.charCodeAt(i) | (i + 1 < n ? value.charCodeAt(i + 1) << 16 : 0));
+    for (let i = 0; i < n; i += 2)
+      this.int(value.charCodeAt(i) | (i + 1 < n ? value.charCodeAt(i + 1) << 16 : 0));
   }
 
   digest(): number {
@@ -137,7 +138,14 @@ export function eventContentHash(event: ClientEvent): number {
   const h = new ContentHasher().reset();
   mixEventHead(h, event);
   for (const imp of event.impressions) {
-    mixImpression(h, hashString(imp.impression_id), hashString(imp.ad_id), hashString(imp.campaign_id), imp, reasonMask(imp.reasons));
+    mixImpression(
+      h,
+      hashString(imp.impression_id),
+      hashString(imp.ad_id),
+      hashString(imp.campaign_id),
+      imp,
+      reasonMask(imp.reasons),
+    );
   }
   return h.digest();
 }

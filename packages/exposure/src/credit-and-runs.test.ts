@@ -28,27 +28,98 @@ describe('creditSegment (rule 3)', () => {
 
 describe('credit through a page view', () => {
   it.each([
-    { name: 'segment of exactly MAX_GAP', steps: [[0, 'Q'], [1500, 'N']], credited: 1500, billed: 1500 },
-    { name: 'segment over MAX_GAP', steps: [[0, 'Q'], [1501, 'N']], credited: 0, billed: 0 },
-    { name: 'Δ = 0 breaks the run', steps: [[0, 'Q'], [600, 'Q'], [600, 'Q'], [1200, 'N']], credited: 1200, billed: 0 },
-    { name: 'a run of 999 + 1 across ticks', steps: [[0, 'Q'], [999, 'Q'], [1000, 'N']], credited: 1000, billed: 1000 },
-    { name: 'over-long gap splits runs', steps: [[0, 'Q'], [800, 'Q'], [2400, 'Q'], [3000, 'N']], credited: 1400, billed: 0 },
-    { name: 'last event qualifying earns nothing after it', steps: [[0, 'N'], [1000, 'Q']], credited: 0, billed: 0 },
+    {
+      name: 'segment of exactly MAX_GAP',
+      steps: [
+        [0, 'Q'],
+        [1500, 'N'],
+      ],
+      credited: 1500,
+      billed: 1500,
+    },
+    {
+      name: 'segment over MAX_GAP',
+      steps: [
+        [0, 'Q'],
+        [1501, 'N'],
+      ],
+      credited: 0,
+      billed: 0,
+    },
+    {
+      name: 'Δ = 0 breaks the run',
+      steps: [
+        [0, 'Q'],
+        [600, 'Q'],
+        [600, 'Q'],
+        [1200, 'N'],
+      ],
+      credited: 1200,
+      billed: 0,
+    },
+    {
+      name: 'a run of 999 + 1 across ticks',
+      steps: [
+        [0, 'Q'],
+        [999, 'Q'],
+        [1000, 'N'],
+      ],
+      credited: 1000,
+      billed: 1000,
+    },
+    {
+      name: 'over-long gap splits runs',
+      steps: [
+        [0, 'Q'],
+        [800, 'Q'],
+        [2400, 'Q'],
+        [3000, 'N'],
+      ],
+      credited: 1400,
+      billed: 0,
+    },
+    {
+      name: 'last event qualifying earns nothing after it',
+      steps: [
+        [0, 'N'],
+        [1000, 'Q'],
+      ],
+      credited: 0,
+      billed: 0,
+    },
   ] as const)('$name: credited $credited, billed $billed', ({ steps, credited, billed }) => {
     const [result] = results(timeline(steps)).impressions;
     expect(result).toMatchObject({ credited_ms: credited, viewable_ms: billed });
   });
 
   it('events before the render do not concern the impression', () => {
-    const events = [ev({ seq: 1, t: 0, imps: [] }), ev({ seq: 2, t: 500, kind: 'render', imps: [Q()] }), ev({ seq: 3, t: 1500, imps: [Q()] }), ev({ seq: 4, t: 2000, imps: [N()] })];
+    const events = [
+      ev({ seq: 1, t: 0, imps: [] }),
+      ev({ seq: 2, t: 500, kind: 'render', imps: [Q()] }),
+      ev({ seq: 3, t: 1500, imps: [Q()] }),
+      ev({ seq: 4, t: 2000, imps: [N()] }),
+    ];
     const [result] = results(events).impressions;
     // Credited: 500→1500 and 1500→2000. Seq 1 has no state for it: 0→500 is not its time.
-    expect(result).toMatchObject({ credited_ms: 1500, longest_run_ms: 1500, first_server_ms: events[1]?.recv_ms, last_server_ms: events[3]?.recv_ms });
+    expect(result).toMatchObject({
+      credited_ms: 1500,
+      longest_run_ms: 1500,
+      first_server_ms: events[1]?.recv_ms,
+      last_server_ms: events[3]?.recv_ms,
+    });
   });
 
   it('an impression that disappears keeps the segment it qualified for, and nothing after', () => {
-    const events = [ev({ seq: 1, t: 0, imps: [Q()] }), ev({ seq: 2, t: 1000, imps: [] }), ev({ seq: 3, t: 2000, imps: [] })];
-    expect(results(events).impressions[0]).toMatchObject({ credited_ms: 1000, viewable_ms: 1000, last_server_ms: events[0]?.recv_ms });
+    const events = [
+      ev({ seq: 1, t: 0, imps: [Q()] }),
+      ev({ seq: 2, t: 1000, imps: [] }),
+      ev({ seq: 3, t: 2000, imps: [] }),
+    ];
+    expect(results(events).impressions[0]).toMatchObject({
+      credited_ms: 1000,
+      viewable_ms: 1000,
+      last_server_ms: events[0]?.recv_ms,
+    });
   });
 
   it('impressions of one page view are credited independently', () => {
@@ -66,7 +137,10 @@ describe('credit through a page view', () => {
   });
 
   it('an impression listed twice in one event counts as first listed', () => {
-    const events = [ev({ seq: 1, t: 0, imps: [imp({ visible: 0 }), imp()] }), ev({ seq: 2, t: 1000, imps: [imp()] })];
+    const events = [
+      ev({ seq: 1, t: 0, imps: [imp({ visible: 0 }), imp()] }),
+      ev({ seq: 2, t: 1000, imps: [imp()] }),
+    ];
     expect(results(events).impressions).toHaveLength(1);
     expect(results(events).impressions[0]).toMatchObject({ credited_ms: 0 });
   });
@@ -75,10 +149,34 @@ describe('credit through a page view', () => {
 describe('video: 50% while playing for 2 continuous seconds', () => {
   const V = (playing = true) => imp({ media: 'video', playing, width: 640, height: 360 });
   it.each([
-    { name: 'plays 2000 ms', states: [V(), V(), V(false)], times: [0, 1000, 2000], billed: 2000, viewable: true },
-    { name: 'plays 1999 ms', states: [V(), V(), V(false)], times: [0, 1000, 1999], billed: 0, viewable: false },
-    { name: 'paused in view', states: [V(false), V(false), V(false)], times: [0, 1000, 2000], billed: 0, viewable: false },
-    { name: 'pause splits runs of 1500', states: [V(), V(), V(false), V(), V(), V(false)], times: [0, 1000, 1500, 1600, 2600, 3100], billed: 0, viewable: false },
+    {
+      name: 'plays 2000 ms',
+      states: [V(), V(), V(false)],
+      times: [0, 1000, 2000],
+      billed: 2000,
+      viewable: true,
+    },
+    {
+      name: 'plays 1999 ms',
+      states: [V(), V(), V(false)],
+      times: [0, 1000, 1999],
+      billed: 0,
+      viewable: false,
+    },
+    {
+      name: 'paused in view',
+      states: [V(false), V(false), V(false)],
+      times: [0, 1000, 2000],
+      billed: 0,
+      viewable: false,
+    },
+    {
+      name: 'pause splits runs of 1500',
+      states: [V(), V(), V(false), V(), V(), V(false)],
+      times: [0, 1000, 1500, 1600, 2600, 3100],
+      billed: 0,
+      viewable: false,
+    },
   ])('$name → $billed', ({ states, times, billed, viewable }) => {
     const events = states.map((s, i) => ev({ seq: i + 1, t: times[i] ?? 0, imps: [s] }));
     expect(results(events).impressions[0]).toMatchObject({ media: 'video', viewable, viewable_ms: billed });
@@ -103,8 +201,17 @@ describe('large ads: 30% on the declared area', () => {
 describe('identity fields', () => {
   it('come from the first appearance by seq, whatever arrives first', () => {
     const state = new PageViewState(identity);
-    state.apply(ev({ seq: 2, t: 1000, imps: [imp({ ad: 'ad-late', campaign: 'camp-late', width: 728, height: 90 })] }));
+    state.apply(
+      ev({ seq: 2, t: 1000, imps: [imp({ ad: 'ad-late', campaign: 'camp-late', width: 728, height: 90 })] }),
+    );
     state.apply(ev({ seq: 1, t: 0, imps: [imp({ ad: 'ad-first', campaign: 'camp-first' })] }));
-    expect(state.results().impressions[0]).toMatchObject({ ad_id: 'ad-first', campaign_id: 'camp-first', width: 300, height: 250, site_id: 'site-1', user_id: 'user-1' });
+    expect(state.results().impressions[0]).toMatchObject({
+      ad_id: 'ad-first',
+      campaign_id: 'camp-first',
+      width: 300,
+      height: 250,
+      site_id: 'site-1',
+      user_id: 'user-1',
+    });
   });
 });

@@ -3,11 +3,15 @@
  * server time, each impression's verdict) and a content hash for duplicate detection, as plain
  * numbers in two arrays. The decoded event is not retained and storing one allocates no object,
  * so a partition holding millions of events stays small and cheap for the garbage collector.
+ * Also which events can be stored at all (isValidPageEvent).
  */
-import type { ImpressionState, Media, PageEvent } from '@dwell/protocol';
+import type { ImpressionState, PageEvent } from '@dwell/protocol';
+import { ImpressionTrack, type ImpressionMeta } from './impression-track.js';
 import { ContentHasher, hashString, mixEventHead, mixImpression } from './content-hash.js';
 import { impressionVerdict, pageAllowsViewing, reasonMask } from './qualification.js';
 import type { RulesConfig } from './rules-config.js';
+
+export type { ImpressionMeta };
 
 const STRIDE = 5;
 const TWO_20 = 1_048_576;
@@ -15,10 +19,10 @@ const TWO_26 = 67_108_864;
 
 /**
  * A page view's stored events in seq order, `STRIDE` numbers each: seq, `t_mono_ms`, the earliest
- * `recv_ms` among its copies, the content hash, and where its entries sit in the pool (start × 2^20 + count). An entry is
- * one number per listed impression: impression index × 2^26 + meta index × 4 + verdict bits (so at
- * most 2^27 impressions and 2^24 declared metas per page view). The pool is append-only: an event
- * inserted out of order or replaced only appends.
+ * `recv_ms` among its copies, the content hash, and where its entries sit in the pool (start ×
+ * 2^20 + count). An entry is one number per listed impression: impression index × 2^26 + meta
+ * index × 4 + verdict bits. The pool is append-only: an event inserted out of order or replaced
+ * only appends. {@link fitsEntryLimits} keeps every packed number exact.
  */
 export class EventLog {
   private readonly records: number[] = [];
@@ -85,43 +89,62 @@ export class EventLog {
   }
 }
 
+/**
+ * Whether an event can be computed on at all: safe-integer `recv_ms`, `t_mono_ms`, `t_wall_ms`,
+ * pixel counts and declared sizes, `seq ≥ 1`, a known media, fewer than 2^20 impressions.
+ * Anything else is `invalid_event`.
+ */
+export function isValidPageEvent(pageEvent: PageEvent): boolean {
+  const event = pageEvent.event;
+  const whole = Number.isSafeInteger;
+  if (
+    !whole(pageEvent.recv_ms) ||
+    !whole(event.seq) ||
+    event.seq < 1 ||
+    !whole(event.t_mono_ms) ||
+    !whole(event.t_wall_ms)
+  )
+    return false;
+  if (!fitsEntryLimits(0, 0, event.impressions.length)) return false;
+  for (const imp of event.impressions) {
+    if (!whole(imp.width) || !whole(imp.height) || !whole(imp.visible_px) || !whole(imp.total_px))
+      return false;
+    if (imp.media !== 'display' && imp.media !== 'video') return false;
+  }
+  return true;
+}
+
+/**
+ * Whether a page view with `impressions` and `metas` registered can take an event listing
+ * `listed` impressions without overflowing the packed numbers: at most 2^20 listed per event,
+ * 2^27 impressions and 2^24 distinct metas per page view (far beyond any real page).
+ */
+export function fitsEntryLimits(impressions: number, metas: number, listed: number): boolean {
+  return listed < TWO_20 && impressions + listed < 2 * TWO_26 && metas + listed < TWO_26 / 4;
+}
+
 /** Entry fields. */
 export const entryImpression = (entry: number): number => Math.floor(entry / TWO_26);
 export const entryMeta = (entry: number): number => Math.floor((entry % TWO_26) / 4);
 export const entryVerdict = (entry: number): number => entry % 4;
-export const packEntry = (impression: number, meta: number, verdict: number): number => impression * TWO_26 + meta * 4 + verdict;
-
-/** The identity fields of an impression as one event declares them. */
-export interface ImpressionMeta {
-  readonly ad_id: string;
-  readonly campaign_id: string;
-  readonly width: number;
-  readonly height: number;
-  readonly media: Media;
-}
+export const packEntry = (impression: number, meta: number, verdict: number): number =>
+  impression * TWO_26 + meta * 4 + verdict;
 
 interface InternedMeta extends ImpressionMeta {
   readonly adHash: number;
   readonly campaignHash: number;
 }
 
-interface RegisteredImpression {
-  readonly id: string;
-  readonly idHash: number;
-  /** The meta it declared last time (it rarely changes) and that meta's index. */
-  meta: InternedMeta | undefined;
-  metaIndex: number;
-  /** Encoding round that last listed it, to count an impression listed twice once. */
-  mark: number;
-}
-
 const hasher = new ContentHasher();
 /** Up to this many impressions a linear scan beats a Map, and costs no Map per page view. */
 const SCAN_LIMIT = 8;
 
-/** Interns a page view's impression ids and declared metas so stored events refer to them by index. */
+/**
+ * A page view's impressions (one ImpressionTrack each, indexed in order of registration) and the
+ * distinct metas they declared, so stored events refer to both by index.
+ */
 export class ImpressionRegistry {
-  readonly impressions: RegisteredImpression[] = [];
+  readonly tracks: ImpressionTrack[] = [];
   readonly metas: InternedMeta[] = [];
   private byId: Map<string, number> | undefined;
   private round = 0;
@@ -132,10 +155,6 @@ export class ImpressionRegistry {
     for (const id of ids) registry.indexOf(id, -1);
     for (const meta of metas) registry.metas.push(intern(meta));
     return registry;
-  }
-
-  id(index: number): string | undefined {
-    return this.impressions[index]?.id;
   }
 
   /**
@@ -152,50 +171,77 @@ export class ImpressionRegistry {
     for (let position = 0; position < listed.length; position++) {
       const imp = listed[position] as ImpressionState;
       const index = this.indexOf(imp.impression_id, position);
-      const registered = this.impressions[index] as RegisteredImpression;
-      let meta = registered.meta;
-      if (meta === undefined || !sameMeta(meta, imp)) meta = this.remeta(registered, imp);
+      const track = this.tracks[index] as ImpressionTrack;
+      if (!sameMeta(track, imp)) this.remeta(track, imp);
       const reasons = reasonMask(imp.reasons);
-      mixImpression(h, registered.idHash, meta.adHash, meta.campaignHash, imp, reasons);
+      mixImpression(h, track.idHash, track.adHash, track.campaignHash, imp, reasons);
       // An impression listed twice in one event counts once, as first listed.
-      if (registered.mark === round) continue;
-      registered.mark = round;
-      pool.push(packEntry(index, registered.metaIndex, impressionVerdict(imp, reasons, allows, config)));
+      if (track.mark === round) continue;
+      track.mark = round;
+      pool.push(packEntry(index, track.metaIndex, impressionVerdict(imp, reasons, allows, config)));
     }
     return h.digest();
   }
 
   private indexOf(id: string, position: number): number {
     // Pages list their impressions in a stable order, so the registry order usually matches.
-    if (position >= 0 && this.impressions[position]?.id === id) return position;
-    let index = this.byId === undefined ? this.impressions.findIndex((r) => r.id === id) : (this.byId.get(id) ?? -1);
+    if (position >= 0 && this.tracks[position]?.id === id) return position;
+    let index =
+      this.byId === undefined ? this.tracks.findIndex((r) => r.id === id) : (this.byId.get(id) ?? -1);
     if (index < 0) {
-      index = this.impressions.length;
-      this.impressions.push({ id, idHash: hashString(id), meta: undefined, metaIndex: -1, mark: 0 });
+      index = this.tracks.length;
+      this.tracks.push(new ImpressionTrack(id, hashString(id)));
       if (this.byId !== undefined) this.byId.set(id, index);
-      else if (this.impressions.length > SCAN_LIMIT) this.byId = new Map(this.impressions.map((r, i) => [r.id, i]));
+      else if (this.tracks.length > SCAN_LIMIT) this.byId = new Map(this.tracks.map((r, i) => [r.id, i]));
     }
     return index;
   }
 
-  private remeta(registered: RegisteredImpression, imp: ImpressionState): InternedMeta {
-    let index = this.metas.findIndex((m) => sameMeta(m, imp));
+  /** Records the meta an impression declares now, interning it in the page view's table. */
+  private remeta(track: ImpressionTrack, imp: ImpressionState): void {
+    let index = this.metas.findIndex(
+      (m) =>
+        m.ad_id === imp.ad_id &&
+        m.campaign_id === imp.campaign_id &&
+        m.width === imp.width &&
+        m.height === imp.height &&
+        m.media === imp.media,
+    );
     if (index < 0) {
       index = this.metas.length;
       this.metas.push(intern(imp));
     }
     const meta = this.metas[index] as InternedMeta;
-    registered.meta = meta;
-    registered.metaIndex = index;
-    return meta;
+    track.metaIndex = index;
+    track.adId = meta.ad_id;
+    track.campaignId = meta.campaign_id;
+    track.width = meta.width;
+    track.height = meta.height;
+    track.media = meta.media;
+    track.adHash = meta.adHash;
+    track.campaignHash = meta.campaignHash;
   }
 }
 
-function sameMeta(meta: ImpressionMeta, imp: ImpressionState): boolean {
-  return meta.ad_id === imp.ad_id && meta.campaign_id === imp.campaign_id && meta.width === imp.width && meta.height === imp.height && meta.media === imp.media;
+function sameMeta(track: ImpressionTrack, imp: ImpressionState): boolean {
+  return (
+    track.adId === imp.ad_id &&
+    track.campaignId === imp.campaign_id &&
+    track.width === imp.width &&
+    track.height === imp.height &&
+    track.media === imp.media
+  );
 }
 
 function intern(meta: ImpressionMeta): InternedMeta {
   const { ad_id, campaign_id, width, height, media } = meta;
-  return { ad_id, campaign_id, width, height, media, adHash: hashString(ad_id), campaignHash: hashString(campaign_id) };
+  return {
+    ad_id,
+    campaign_id,
+    width,
+    height,
+    media,
+    adHash: hashString(ad_id),
+    campaignHash: hashString(campaign_id),
+  };
 }

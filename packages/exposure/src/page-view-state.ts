@@ -7,10 +7,24 @@
 import type { PageEvent } from '@dwell/protocol';
 import { compileRules, isGivtUserAgent, type CompiledRules } from './compiled-rules.js';
 import { eventContentHash } from './content-hash.js';
-import { entryImpression, entryMeta, entryVerdict, EventLog, ImpressionRegistry } from './event-record.js';
-import { creditSegment, ImpressionTrack } from './impression-track.js';
+import {
+  isValidPageEvent,
+  entryImpression,
+  entryMeta,
+  entryVerdict,
+  EventLog,
+  fitsEntryLimits,
+  ImpressionRegistry,
+} from './event-record.js';
+import { creditSegment } from './impression-track.js';
 import { VERDICT } from './qualification.js';
-import type { ExposureFlag, ImpressionResult, MinuteBucketRow, PageViewIdentity, PageViewOutcome } from './results.js';
+import type {
+  ExposureFlag,
+  ImpressionResult,
+  MinuteBucketRow,
+  PageViewIdentity,
+  PageViewOutcome,
+} from './results.js';
 import { DEFAULT_RULES_CONFIG, type RulesConfig } from './rules-config.js';
 import {
   SNAPSHOT_FORMAT,
@@ -36,20 +50,10 @@ export interface PageViewResults {
 }
 
 /**
- * Whether an event can be computed on at all: safe-integer `recv_ms`, `t_mono_ms`, `t_wall_ms`,
- * pixel counts and declared sizes, `seq ≥ 1`, and a known media. Anything else is `invalid_event`.
+ * The exposure state of one page view. Feed it the page view's events in any order with
+ * {@link PageViewState.apply}; read {@link PageViewState.results} at any time; snapshot and
+ * restore it. Lateness is not its concern: PartitionExposure applies rule 8 around it.
  */
-export function isValidPageEvent(pageEvent: PageEvent): boolean {
-  const event = pageEvent.event;
-  const whole = Number.isSafeInteger;
-  if (!whole(pageEvent.recv_ms) || !whole(event.seq) || event.seq < 1 || !whole(event.t_mono_ms) || !whole(event.t_wall_ms)) return false;
-  for (const imp of event.impressions) {
-    if (!whole(imp.width) || !whole(imp.height) || !whole(imp.visible_px) || !whole(imp.total_px)) return false;
-    if (imp.media !== 'display' && imp.media !== 'video') return false;
-  }
-  return true;
-}
-
 export class PageViewState {
   readonly identity: PageViewIdentity;
   // The identity again, one pointer closer: every event compares against it.
@@ -66,8 +70,7 @@ export class PageViewState {
   private lastRecv = Number.NaN;
   private revisionCount = 0;
   private stale = false;
-  // Derived from `events`; valid while not stale. Tracks are indexed like the registry.
-  private tracks: (ImpressionTrack | undefined)[] = [];
+  // Derived from `events`, with the run state in the registry's tracks; valid while not stale.
   private clockRegression = false;
   private minRecv = 0;
   private maxRecv = 0;
@@ -102,7 +105,9 @@ export class PageViewState {
     const rules = compileRules(config);
     const o = expectEnvelope(snapshot, 'page_view', rules.fingerprint);
     const state = new PageViewState(parseIdentity(o['identity']), rules.config);
-    const ids = expectArray(o['impressions'], 'impressions').map((v, i) => expectString(v, `impressions[${i}]`));
+    const ids = expectArray(o['impressions'], 'impressions').map((v, i) =>
+      expectString(v, `impressions[${i}]`),
+    );
     const metas = expectArray(o['metas'], 'metas').map((v, i) => parseMeta(v, `metas[${i}]`));
     state.registry = ImpressionRegistry.restore(ids, metas);
     const { events } = state;
@@ -111,7 +116,8 @@ export class PageViewState {
       events.pool.push(...entries);
       events.insert(events.length, seq, t, recv, hash, at);
     }
-    state.lastRecv = o['last_recv_ms'] === null ? Number.NaN : expectInteger(o['last_recv_ms'], 'last_recv_ms');
+    state.lastRecv =
+      o['last_recv_ms'] === null ? Number.NaN : expectInteger(o['last_recv_ms'], 'last_recv_ms');
     state.conflicting = expectBoolean(o['conflicting_duplicate'], 'conflicting_duplicate');
     state.givt = expectBoolean(o['givt_user_agent'], 'givt_user_agent');
     state.stale = true;
@@ -140,9 +146,16 @@ export class PageViewState {
   apply(pageEvent: PageEvent): PageViewOutcome {
     if (!isValidPageEvent(pageEvent)) return 'invalid_event';
     const event = pageEvent.event;
-    if (event.page_view_id !== this.pageViewId || pageEvent.site_id !== this.siteId || pageEvent.user_id !== this.userId) {
+    if (
+      event.page_view_id !== this.pageViewId ||
+      pageEvent.site_id !== this.siteId ||
+      pageEvent.user_id !== this.userId
+    ) {
       return 'identity_mismatch';
     }
+    const { registry } = this;
+    if (!fitsEntryLimits(registry.tracks.length, registry.metas.length, event.impressions.length))
+      return 'invalid_event';
     this.observe(pageEvent);
     const events = this.events;
     const n = events.length;
@@ -178,12 +191,15 @@ export class PageViewState {
     const { config, identity } = this;
     const impressions: ImpressionResult[] = [];
     const buckets: MinuteBucketRow[] = [];
-    const tracks = this.tracks.filter((track) => track !== undefined).sort((a, b) => a.firstSeq - b.firstSeq || a.firstPosition - b.firstPosition);
+    const tracks = this.registry.tracks
+      .filter((track) => track.seen)
+      .sort((a, b) => a.firstSeq - b.firstSeq || a.firstPosition - b.firstPosition);
     for (const track of tracks) {
-      const meta = this.registry.metas[track.metaIndex];
-      const impression_id = this.registry.id(track.index);
-      if (meta === undefined || impression_id === undefined) throw new Error('page view registry lost an impression');
-      const viewable = track.longestRunMs >= (meta.media === 'video' ? config.minRunMsVideo : config.minRunMsDisplay);
+      const meta = this.registry.metas[track.firstMetaIndex];
+      const impression_id = track.id;
+      if (meta === undefined) throw new Error('page view registry lost a meta');
+      const viewable =
+        track.longestRunMs >= (meta.media === 'video' ? config.minRunMsVideo : config.minRunMsDisplay);
       const billable = viewable && flags.length === 0;
       // Literal objects, not spreads: V8 builds a spread followed by many keys very slowly.
       impressions.push({
@@ -236,11 +252,23 @@ export class PageViewState {
       last_recv_ms: this.lastRecvMs,
       conflicting_duplicate: this.conflicting,
       givt_user_agent: this.givt,
-      impressions: this.registry.impressions.map((r) => r.id),
-      metas: this.registry.metas.map(({ ad_id, campaign_id, width, height, media }) => ({ ad_id, campaign_id, width, height, media })),
+      impressions: this.registry.tracks.map((track) => track.id),
+      metas: this.registry.metas.map(({ ad_id, campaign_id, width, height, media }) => ({
+        ad_id,
+        campaign_id,
+        width,
+        height,
+        media,
+      })),
       events: Array.from({ length: this.events.length }, (_, i) => {
         const e = this.events;
-        return [e.seq(i), e.t(i), e.recv(i), e.hash(i), e.pool.slice(e.entriesStart(i), e.entriesEnd(i))] as const;
+        return [
+          e.seq(i),
+          e.t(i),
+          e.recv(i),
+          e.hash(i),
+          e.pool.slice(e.entriesStart(i), e.entriesEnd(i)),
+        ] as const;
       }),
     };
   }
@@ -254,7 +282,9 @@ export class PageViewState {
   private implausible(): boolean {
     const n = this.events.length;
     if (n === 0) return false;
-    return this.events.t(n - 1) - this.events.t(0) > this.maxRecv - this.minRecv + this.config.plausibilitySlackMs;
+    return (
+      this.events.t(n - 1) - this.events.t(0) > this.maxRecv - this.minRecv + this.config.plausibilitySlackMs
+    );
   }
 
   private observe(pageEvent: PageEvent): void {
@@ -281,7 +311,12 @@ export class PageViewState {
       }
       if (hash < stored) {
         const at = events.pool.length;
-        events.replace(index, pageEvent.event.t_mono_ms, this.registry.encode(pageEvent, this.config, events.pool), at);
+        events.replace(
+          index,
+          pageEvent.event.t_mono_ms,
+          this.registry.encode(pageEvent, this.config, events.pool),
+          at,
+        );
         changed = true;
       }
     }
@@ -298,7 +333,7 @@ export class PageViewState {
 
   private settle(): void {
     if (!this.stale) return;
-    this.tracks = [];
+    for (const track of this.registry.tracks) track.reset();
     this.clockRegression = false;
     for (let i = 0; i < this.events.length; i++) this.advance(i - 1, i);
     this.stale = false;
@@ -321,26 +356,21 @@ export class PageViewState {
       if (time < previousTime) this.clockRegression = true;
       const segmentMs = creditSegment(previousSeq, previousTime, thisSeq, time, true, this.config.maxGapMs);
       const startServerMs = this.serverTime(previousTime);
-      for (const track of this.tracks) {
-        if (track === undefined) continue;
+      for (const track of this.registry.tracks) {
         if (segmentMs > 0 && track.qualifiedAtSeq === previousSeq) track.credit(startServerMs, segmentMs);
         else track.breakRun();
       }
     }
     // Events before an impression's first appearance do not concern it: its track starts here.
-    const pool = events.pool;
+    const { pool } = events;
+    const { tracks } = this.registry;
     const start = events.entriesStart(index);
     const end = events.entriesEnd(index);
     for (let i = start; i < end; i++) {
       const entry = pool[i] ?? 0;
-      const impression = entryImpression(entry);
-      let track = this.tracks[impression];
-      if (track === undefined) {
-        track = new ImpressionTrack(impression, entryMeta(entry), thisSeq, i - start, time);
-        // Fill any gap with undefined rather than leave a hole: holey arrays are slower.
-        while (this.tracks.length < impression) this.tracks.push(undefined);
-        this.tracks[impression] = track;
-      }
+      const track = tracks[entryImpression(entry)];
+      if (track === undefined) throw new Error('page view registry lost an impression');
+      if (!track.seen) track.firstSeen(entryMeta(entry), thisSeq, i - start, time);
       track.lastT = time;
       const verdict = entryVerdict(entry);
       if ((verdict & VERDICT.measurable) !== 0) track.measurable = true;

@@ -51,14 +51,20 @@ describe('page view properties', () => {
   });
 
   it('the incremental state equals the reference model after every event', () => {
-    const arb = arbTwoOrders.chain(([, arrived]) => fc.tuple(fc.constant(arrived), fc.array(fc.boolean(), { minLength: arrived.length, maxLength: arrived.length })));
+    const arb = arbTwoOrders.chain(([, arrived]) =>
+      fc.tuple(
+        fc.constant(arrived),
+        fc.array(fc.boolean(), { minLength: arrived.length, maxLength: arrived.length }),
+      ),
+    );
     fc.assert(
       fc.property(arb, ([arrived, observe]) => {
         const state = new PageViewState(pvIdentity);
         arrived.forEach((e, i) => {
           state.apply(e);
           // Reading at some points and not others exercises both the incremental and the recompute path.
-          if (observe[i] === true || i === arrived.length - 1) expect(state.results()).toEqual(referencePageView(pvIdentity, arrived.slice(0, i + 1)));
+          if (observe[i] === true || i === arrived.length - 1)
+            expect(state.results()).toEqual(referencePageView(pvIdentity, arrived.slice(0, i + 1)));
         });
       }),
       { numRuns: 200 },
@@ -66,7 +72,13 @@ describe('page view properties', () => {
   });
 
   it('a snapshot through JSON at any point, restored and continued, changes nothing', () => {
-    const arb = arbTwoOrders.chain(([, arrived]) => fc.tuple(fc.constant(arrived), fc.nat({ max: arrived.length }), fc.array(fc.boolean(), { minLength: arrived.length, maxLength: arrived.length })));
+    const arb = arbTwoOrders.chain(([, arrived]) =>
+      fc.tuple(
+        fc.constant(arrived),
+        fc.nat({ max: arrived.length }),
+        fc.array(fc.boolean(), { minLength: arrived.length, maxLength: arrived.length }),
+      ),
+    );
     fc.assert(
       fc.property(arb, ([arrived, cut, observe]) => {
         const whole = fold(arrived);
@@ -76,7 +88,8 @@ describe('page view properties', () => {
           state.apply(e);
           if (observe[i] === true) state.results();
         });
-        if (cut === arrived.length) state = PageViewState.restore(JSON.parse(JSON.stringify(state.snapshot())));
+        if (cut === arrived.length)
+          state = PageViewState.restore(JSON.parse(JSON.stringify(state.snapshot())));
         expect(state.results()).toEqual(whole.results());
         expect(state.lastRecvMs).toBe(whole.lastRecvMs);
       }),

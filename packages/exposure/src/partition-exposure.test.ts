@@ -9,7 +9,8 @@ const L = 600_000;
 const HOUR = 3_600_000;
 
 /** An event of page view `pv` received at BASE_MS + `at`. */
-const at = (pv: string, seq: number, atMs: number, extra: Partial<Parameters<typeof ev>[0]> = {}) => ev({ pv, seq, t: seq * 1000, recv: BASE_MS + atMs, ...extra });
+const at = (pv: string, seq: number, atMs: number, extra: Partial<Parameters<typeof ev>[0]> = {}) =>
+  ev({ pv, seq, t: seq * 1000, recv: BASE_MS + atMs, ...extra });
 
 describe('watermark', () => {
   it('is the highest recv_ms applied, in log order; invalid events do not move it', () => {
@@ -63,7 +64,9 @@ describe('closing', () => {
     p.apply(at('b', 2, 1001 + L));
     const { changed, closed } = p.takeChanges();
     expect(changed.map((r) => r.page_view_id)).toEqual(['b']);
-    expect(closed.map((r) => [r.page_view_id, r.final, r.impressions[0]?.viewable_ms])).toEqual([['a', true, 1000]]);
+    expect(closed.map((r) => [r.page_view_id, r.final, r.impressions[0]?.viewable_ms])).toEqual([
+      ['a', true, 1000],
+    ]);
     expect(p.takeChanges()).toEqual({ closed: [], changed: [] });
     expect(p.pageViewsInMemory).toBe(1);
   });
@@ -131,7 +134,10 @@ describe('lateness of a page view that is not open', () => {
     expect(p.apply(at('a', 7, L + 1001, { imps: [N()] }))).toBe('accepted');
     const { closed, changed } = p.takeChanges();
     expect(closed.map((r) => [r.page_view_id, r.impressions[0]?.viewable_ms])).toEqual([['a', 1000]]);
-    expect(changed.map((r) => [r.page_view_id, r.impressions[0]?.viewable_ms])).toEqual([['b', 0], ['a', 0]]);
+    expect(changed.map((r) => [r.page_view_id, r.impressions[0]?.viewable_ms])).toEqual([
+      ['b', 0],
+      ['a', 0],
+    ]);
   });
 
   it.each([
@@ -191,11 +197,20 @@ describe('changes', () => {
     const second = p.takeChanges().changed[0];
     expect(second?.flags).toEqual(['conflicting_duplicate']);
     expect(second?.buckets).toEqual([]);
-    expect(second?.retracted_buckets.map((r) => [r.impression_id, r.minute_start_ms - BASE_MS, r.viewable_ms])).toEqual([
+    expect(
+      second?.retracted_buckets.map((r) => [r.impression_id, r.minute_start_ms - BASE_MS, r.viewable_ms]),
+    ).toEqual([
       ['imp-1', 0, 0],
       ['imp-1', 60_000, 0],
     ]);
-    expect(second?.retracted_buckets[0]).toMatchObject({ page_view_id: 'a', site_id: 'site-1', user_id: 'user-1', ad_id: 'ad-1', campaign_id: 'camp-1', rules_version: 1 });
+    expect(second?.retracted_buckets[0]).toMatchObject({
+      page_view_id: 'a',
+      site_id: 'site-1',
+      user_id: 'user-1',
+      ad_id: 'ad-1',
+      campaign_id: 'camp-1',
+      rules_version: 1,
+    });
     // Retracted once; later reports do not repeat them.
     p.apply(ev({ pv: 'a', seq: 4, t: 3000, recv: BASE_MS + 62_500 }));
     expect(p.takeChanges().changed[0]).toMatchObject({ buckets: [], retracted_buckets: [] });
@@ -206,10 +221,15 @@ describe('changes', () => {
     // Seq 2 and 3 arrive first: anchored at seq 2, the run sits in minute 1.
     p.apply(ev({ pv: 'a', seq: 2, t: 1000, recv: BASE_MS + 60_100 }));
     p.apply(ev({ pv: 'a', seq: 3, t: 2000, recv: BASE_MS + 61_100, imps: [N()] }));
-    expect(p.takeChanges().changed[0]?.buckets.map((r) => [r.minute_start_ms - BASE_MS, r.viewable_ms])).toEqual([[60_000, 1000]]);
+    expect(
+      p.takeChanges().changed[0]?.buckets.map((r) => [r.minute_start_ms - BASE_MS, r.viewable_ms]),
+    ).toEqual([[60_000, 1000]]);
     // Seq 1 (received first, logged last) moves the anchor: the whole run now falls in minute 0.
     p.apply(ev({ pv: 'a', seq: 1, t: 0, recv: BASE_MS + 57_000 }));
-    const { buckets, retracted_buckets } = p.takeChanges().changed[0] ?? { buckets: [], retracted_buckets: [] };
+    const { buckets, retracted_buckets } = p.takeChanges().changed[0] ?? {
+      buckets: [],
+      retracted_buckets: [],
+    };
     expect(buckets.map((r) => [r.minute_start_ms - BASE_MS, r.viewable_ms])).toEqual([[0, 2000]]);
     expect(retracted_buckets.map((r) => [r.minute_start_ms - BASE_MS, r.viewable_ms])).toEqual([[60_000, 0]]);
   });
@@ -218,7 +238,10 @@ describe('changes', () => {
 describe('impression retractions', () => {
   it('zero an impression that vanished when a conflicting copy without it became the kept one', () => {
     const two = [imp({ id: 'x' }), imp({ id: 'y', ad: 'ad-y' })];
-    const copies = [ev({ pv: 'a', seq: 1, t: 0, imps: two }), ev({ pv: 'a', seq: 1, t: 0, imps: [imp({ id: 'x' })] })];
+    const copies = [
+      ev({ pv: 'a', seq: 1, t: 0, imps: two }),
+      ev({ pv: 'a', seq: 1, t: 0, imps: [imp({ id: 'x' })] }),
+    ];
     // Which copy is kept depends on content hashes: log the one listing 'y' first.
     for (const order of [copies, [...copies].reverse()]) {
       const p = new PartitionExposure();
@@ -227,11 +250,20 @@ describe('impression retractions', () => {
       const before = p.takeChanges().changed[0];
       p.apply(order[1] as PageEvent);
       const after = p.takeChanges().changed[0];
-      const ids = (rows: readonly { impression_id: string }[] | undefined) => rows?.map((r) => r.impression_id);
+      const ids = (rows: readonly { impression_id: string }[] | undefined) =>
+        rows?.map((r) => r.impression_id);
       const vanished = ids(before?.impressions)?.filter((id) => !ids(after?.impressions)?.includes(id));
       expect(ids(after?.retracted_impressions)).toEqual(vanished);
       for (const row of after?.retracted_impressions ?? []) {
-        expect(row).toMatchObject({ ad_id: 'ad-y', measurable: false, viewable: false, billable: false, viewable_ms: 0, credited_ms: 0, flags: ['conflicting_duplicate'] });
+        expect(row).toMatchObject({
+          ad_id: 'ad-y',
+          measurable: false,
+          viewable: false,
+          billable: false,
+          viewable_ms: 0,
+          credited_ms: 0,
+          flags: ['conflicting_duplicate'],
+        });
       }
     }
   });
@@ -239,7 +271,15 @@ describe('impression retractions', () => {
 
 describe('snapshot and restore', () => {
   it('continues exactly, including pending changes, closing reports and the closed memory', () => {
-    const log = [at('a', 1, 0), at('a', 2, 1000, { imps: [N()] }), at('b', 1, 5000), at('c', 1, L + 1001), at('a', 3, L + 1002), at('b', 2, L + 1003), at('d', 1, L + 5001)];
+    const log = [
+      at('a', 1, 0),
+      at('a', 2, 1000, { imps: [N()] }),
+      at('b', 1, 5000),
+      at('c', 1, L + 1001),
+      at('a', 3, L + 1002),
+      at('b', 2, L + 1003),
+      at('d', 1, L + 5001),
+    ];
     for (let cut = 0; cut <= log.length; cut++) {
       const whole = new PartitionExposure();
       const wholeOutcomes = log.map((e) => whole.apply(e));
@@ -257,7 +297,11 @@ describe('snapshot and restore', () => {
     const p = new PartitionExposure();
     p.apply(at('a', 1, 0));
     const snapshot = JSON.parse(JSON.stringify(p.snapshot())) as Record<string, unknown>;
-    expect(() => PartitionExposure.restore({ ...snapshot, kind: 'page_view' })).toThrow(expect.objectContaining({ field: 'kind' }));
-    expect(() => PartitionExposure.restore(snapshot, createRulesConfig({ rulesVersion: 2, allowedLatenessMs: 1 }))).toThrow(expect.objectContaining({ field: 'rules_fingerprint' }));
+    expect(() => PartitionExposure.restore({ ...snapshot, kind: 'page_view' })).toThrow(
+      expect.objectContaining({ field: 'kind' }),
+    );
+    expect(() =>
+      PartitionExposure.restore(snapshot, createRulesConfig({ rulesVersion: 2, allowedLatenessMs: 1 })),
+    ).toThrow(expect.objectContaining({ field: 'rules_fingerprint' }));
   });
 });

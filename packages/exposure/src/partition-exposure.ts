@@ -5,11 +5,13 @@
  * closed since the last call. Every decision depends only on the sequence of events applied,
  * never on when changes are taken or snapshots made.
  */
-import type { Media, PageEvent } from '@dwell/protocol';
+import type { PageEvent } from '@dwell/protocol';
 import { compileRules, type CompiledRules } from './compiled-rules.js';
 import { ExpiryQueue } from './expiry-queue.js';
-import { PageViewState, isValidPageEvent } from './page-view-state.js';
-import type { EventOutcome, ExposureFlag, ImpressionResult, MinuteBucketRow } from './results.js';
+import { isValidPageEvent } from './event-record.js';
+import { PageViewState } from './page-view-state.js';
+import { reportPageView, type PageViewReport, type ReportedImpression } from './page-view-report.js';
+import type { EventOutcome } from './results.js';
 import { DEFAULT_RULES_CONFIG, type RulesConfig } from './rules-config.js';
 import {
   SNAPSHOT_FORMAT,
@@ -24,33 +26,6 @@ import {
 } from './snapshot.js';
 
 /**
- * The complete current results of one page view. To upsert: `impressions`, `buckets`, and the
- * retractions, which overwrite rows reported earlier that no longer hold.
- */
-export interface PageViewReport {
-  readonly page_view_id: string;
-  readonly site_id: string;
-  readonly user_id: string;
-  readonly flags: readonly ExposureFlag[];
-  /** The page view is closed and evicted; these results are final and reported this once. */
-  readonly final: boolean;
-  /** Current results, as PageViewState.results gives them. */
-  readonly impressions: readonly ImpressionResult[];
-  /** Current billable minute rows. */
-  readonly buckets: readonly MinuteBucketRow[];
-  /**
-   * Zeroed rows (not measurable, not viewable, 0 ms) for impressions reported earlier that no
-   * longer appear: only after a conflicting copy with another impression list became the kept one.
-   */
-  readonly retracted_impressions: readonly ImpressionResult[];
-  /**
-   * Rows with `viewable_ms: 0` for each (impression, minute) reported earlier that no longer
-   * bills: a flag appeared, or an earlier event moved the anchor to other minutes.
-   */
-  readonly retracted_buckets: readonly MinuteBucketRow[];
-}
-
-/**
  * Upsert `closed` before `changed`: an id that closed can open again as a new page view (after
  * `closedMemoryMs`) before the next call, and its new results must land after its final ones.
  */
@@ -60,22 +35,6 @@ export interface PartitionChanges {
   /** Open page views whose results changed since the last call, in order of first change. */
   readonly changed: readonly PageViewReport[];
 }
-
-/**
- * What was last reported of an impression, enough to retract it: `[impression_id, ad_id,
- * campaign_id, media, width, height, first_server_ms, last_server_ms, billed minute starts]`.
- */
-type ReportedImpression = readonly [
-  impressionId: string,
-  adId: string,
-  campaignId: string,
-  media: Media,
-  width: number,
-  height: number,
-  firstServerMs: number,
-  lastServerMs: number,
-  minutes: readonly number[],
-];
 
 export interface PartitionSnapshot {
   readonly format: typeof SNAPSHOT_FORMAT;
@@ -107,10 +66,16 @@ interface Entry {
   closed: boolean;
 }
 
+/**
+ * The exposure state of one partition of `dwell.events.v1`. Feed it the partition's events in
+ * log order with {@link PartitionExposure.apply}; upsert what {@link PartitionExposure.takeChanges}
+ * returns; snapshot and restore it across restarts. One instance per partition, not shared.
+ */
 export class PartitionExposure {
   private readonly rules: CompiledRules;
   private readonly config: RulesConfig;
-  private watermark: number | null = null;
+  /** NaN before the first event: a number field stays unboxed, where `number | null` would allocate per update. */
+  private watermark = Number.NaN;
   private readonly open = new Map<string, Entry>();
   private readonly expiry = new ExpiryQueue<Entry>();
   private closing: Entry[] = [];
@@ -127,7 +92,7 @@ export class PartitionExposure {
 
   /** Highest `recv_ms` applied so far, in log order; null before the first valid event. */
   get watermarkMs(): number | null {
-    return this.watermark;
+    return Number.isNaN(this.watermark) ? null : this.watermark;
   }
 
   /** Page views held in memory (open, plus closed ones whose final report is not taken yet). */
@@ -149,8 +114,9 @@ export class PartitionExposure {
   apply(pageEvent: PageEvent): EventOutcome {
     if (!isValidPageEvent(pageEvent)) return 'invalid_event';
     const recv = pageEvent.recv_ms;
-    const watermark = this.watermark === null || recv > this.watermark ? recv : this.watermark;
-    this.watermark = watermark;
+    // `!(a <= b)` is also true while the watermark is NaN.
+    if (!(recv <= this.watermark)) this.watermark = recv;
+    const watermark = this.watermark;
     const outcome = this.route(pageEvent, watermark);
     this.closeExpired(watermark);
     return outcome;
@@ -158,12 +124,12 @@ export class PartitionExposure {
 
   /** Reports of the page views closed and changed since the last call, then forgets them. */
   takeChanges(): PartitionChanges {
-    const closed = this.closing.map((entry) => report(entry, true, this.config.rulesVersion));
+    const closed = this.closing.map((entry) => this.report(entry, true));
     this.closing = [];
     const changed: PageViewReport[] = [];
     for (const entry of this.changed) {
       entry.changed = false;
-      if (!entry.closed) changed.push(report(entry, false, this.config.rulesVersion));
+      if (!entry.closed) changed.push(this.report(entry, false));
     }
     this.changed = [];
     return { closed, changed };
@@ -173,14 +139,17 @@ export class PartitionExposure {
   snapshot(): PartitionSnapshot {
     const entry = (e: Entry): PageViewEntrySnapshot => ({
       state: e.state.snapshot(),
-      reported: e.reported.map(([id, ad, campaign, media, width, height, first, last, minutes]) => [id, ad, campaign, media, width, height, first, last, [...minutes]] as const),
+      reported: e.reported.map(
+        ([id, ad, campaign, media, width, height, first, last, minutes]) =>
+          [id, ad, campaign, media, width, height, first, last, [...minutes]] as const,
+      ),
     });
     return {
       format: SNAPSHOT_FORMAT,
       kind: 'partition',
       rules_version: this.config.rulesVersion,
       rules_fingerprint: this.rules.fingerprint,
-      watermark_ms: this.watermark,
+      watermark_ms: this.watermarkMs,
       open: [...this.open.values()].map(entry),
       closing: this.closing.map(entry),
       changed: this.changed.filter((e) => !e.closed).map((e) => e.state.identity.page_view_id),
@@ -197,7 +166,8 @@ export class PartitionExposure {
   static restore(snapshot: unknown, config: RulesConfig = DEFAULT_RULES_CONFIG): PartitionExposure {
     const partition = new PartitionExposure(config);
     const o = expectEnvelope(snapshot, 'partition', partition.rules.fingerprint);
-    partition.watermark = o['watermark_ms'] === null ? null : expectInteger(o['watermark_ms'], 'watermark_ms');
+    partition.watermark =
+      o['watermark_ms'] === null ? Number.NaN : expectInteger(o['watermark_ms'], 'watermark_ms');
     for (const [i, item] of expectArray(o['open'], 'open').entries()) {
       const entry = parseEntry(item, `open[${i}]`, partition.config);
       const id = entry.state.identity.page_view_id;
@@ -211,12 +181,16 @@ export class PartitionExposure {
     });
     for (const [i, id] of expectArray(o['changed'], 'changed').entries()) {
       const entry = partition.open.get(expectString(id, `changed[${i}]`));
-      if (entry === undefined || entry.changed) throw new SnapshotError(`changed[${i}]`, 'is not an open page view, or is listed twice');
+      if (entry === undefined || entry.changed)
+        throw new SnapshotError(`changed[${i}]`, 'is not an open page view, or is listed twice');
       partition.markChanged(entry);
     }
     for (const [i, item] of expectArray(o['closed_recently'], 'closed_recently').entries()) {
       const pair = expectArray(item, `closed_recently[${i}]`);
-      partition.closedRecently.set(expectString(pair[0], `closed_recently[${i}][0]`), expectInteger(pair[1], `closed_recently[${i}][1]`));
+      partition.closedRecently.set(
+        expectString(pair[0], `closed_recently[${i}][0]`),
+        expectInteger(pair[1], `closed_recently[${i}][1]`),
+      );
     }
     return partition;
   }
@@ -234,16 +208,24 @@ export class PartitionExposure {
     }
     // A page view that is not open is either new or closed. A closed one is remembered for a while.
     const closedLast = this.closedRecently.get(id);
-    if (closedLast !== undefined && watermark - closedLast <= lateness + this.config.closedMemoryMs) return 'late';
+    if (closedLast !== undefined && watermark - closedLast <= lateness + this.config.closedMemoryMs)
+      return 'late';
     // A new page view's last event would be this one: if that is already out of the window, so is the event.
     if (watermark - pageEvent.recv_ms > lateness) return 'late';
     const state = new PageViewState(PageViewState.identityOf(pageEvent), this.config);
     const outcome = state.apply(pageEvent);
+    if (outcome !== 'accepted') return outcome;
     const opened: Entry = { state, reported: [], changed: false, closed: false };
     this.open.set(id, opened);
     this.expiry.push({ lastRecvMs: pageEvent.recv_ms, id, item: opened });
     this.markChanged(opened);
     return outcome;
+  }
+
+  private report(entry: Entry, final: boolean): PageViewReport {
+    const { report, reported } = reportPageView(entry.state, entry.reported, final, this.config.rulesVersion);
+    entry.reported = reported;
+    return report;
   }
 
   private markChanged(entry: Entry): void {
@@ -254,7 +236,11 @@ export class PartitionExposure {
 
   private closeExpired(watermark: number): void {
     const lateness = this.config.allowedLatenessMs;
-    for (let top = this.expiry.peek(); top !== undefined && watermark - top.lastRecvMs > lateness; top = this.expiry.peek()) {
+    for (
+      let top = this.expiry.peek();
+      top !== undefined && watermark - top.lastRecvMs > lateness;
+      top = this.expiry.peek()
+    ) {
       this.expiry.pop();
       const last = top.item.state.lastRecvMs ?? top.lastRecvMs;
       if (last !== top.lastRecvMs) {
@@ -276,52 +262,6 @@ export class PartitionExposure {
   }
 }
 
-function report(entry: Entry, final: boolean, rules_version: number): PageViewReport {
-  const { identity, flags, impressions, buckets } = entry.state.results();
-  const { page_view_id, site_id, user_id } = identity;
-  const billed = new Map<string, number[]>();
-  for (const row of buckets) {
-    const minutes = billed.get(row.impression_id);
-    if (minutes === undefined) billed.set(row.impression_id, [row.minute_start_ms]);
-    else minutes.push(row.minute_start_ms);
-  }
-  const present = new Set(impressions.map((i) => i.impression_id));
-  const retracted_impressions: ImpressionResult[] = [];
-  const retracted_buckets: MinuteBucketRow[] = [];
-  for (const [impression_id, ad_id, campaign_id, media, width, height, first_server_ms, last_server_ms, minutes] of entry.reported) {
-    if (!present.has(impression_id)) {
-      retracted_impressions.push({
-        rules_version,
-        page_view_id,
-        site_id,
-        user_id,
-        impression_id,
-        ad_id,
-        campaign_id,
-        media,
-        width,
-        height,
-        measurable: false,
-        viewable: false,
-        billable: false,
-        viewable_ms: 0,
-        credited_ms: 0,
-        longest_run_ms: 0,
-        flags,
-        first_server_ms,
-        last_server_ms,
-      });
-    }
-    const still = billed.get(impression_id);
-    for (const minute_start_ms of minutes) {
-      if (still?.includes(minute_start_ms) === true) continue;
-      retracted_buckets.push({ rules_version, page_view_id, site_id, user_id, impression_id, ad_id, campaign_id, minute_start_ms, viewable_ms: 0 });
-    }
-  }
-  entry.reported = impressions.map((i) => [i.impression_id, i.ad_id, i.campaign_id, i.media, i.width, i.height, i.first_server_ms, i.last_server_ms, billed.get(i.impression_id) ?? []] as const);
-  return { page_view_id, site_id, user_id, flags, final, impressions, buckets, retracted_impressions, retracted_buckets };
-}
-
 function parseEntry(value: unknown, field: string, config: RulesConfig): Entry {
   const o = expectObject(value, field);
   const state = PageViewState.restore(o['state'], config);
@@ -332,8 +272,19 @@ function parseEntry(value: unknown, field: string, config: RulesConfig): Entry {
     const minutes = expectArray(t[8], `${f}[8]`).map((m, j) => expectInteger(m, `${f}[8][${j}]`));
     const first = expectInteger(t[6], `${f}[6]`);
     const last = expectInteger(t[7], `${f}[7]`);
-    return [expectString(t[0], `${f}[0]`), meta.ad_id, meta.campaign_id, meta.media, meta.width, meta.height, first, last, minutes];
+    return [
+      expectString(t[0], `${f}[0]`),
+      meta.ad_id,
+      meta.campaign_id,
+      meta.media,
+      meta.width,
+      meta.height,
+      first,
+      last,
+      minutes,
+    ];
   });
-  if (state.eventCount === 0) throw new SnapshotError(`${field}.state.events`, 'an open page view has at least one event');
+  if (state.eventCount === 0)
+    throw new SnapshotError(`${field}.state.events`, 'an open page view has at least one event');
   return { state, reported, changed: false, closed: false };
 }

@@ -6,7 +6,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { PageEvent } from '@dwell/protocol';
-import { PartitionExposure, type PageViewReport } from './partition-exposure.js';
+import type { PageViewReport } from './page-view-report.js';
+import { PartitionExposure } from './partition-exposure.js';
 import { referencePageView } from './reference-model.js';
 import type { EventOutcome, ImpressionResult } from './results.js';
 import { createRulesConfig, DEFAULT_RULES_CONFIG, type RulesConfig } from './rules-config.js';
@@ -24,7 +25,9 @@ const arbLog = fc
     fc.tuple(
       ...starts.map((start, i) =>
         arbPageView({ pv: `pv-${i}`, startMs: BASE_MS + start, maxEvents: 20 }).chain((events) =>
-          fc.tuple(fc.constant(events), arbResends(events, 15 * MIN), arbConflicts(events)).map(([e, r, c]) => [...e, ...r, ...c]),
+          fc
+            .tuple(fc.constant(events), arbResends(events, 15 * MIN), arbConflicts(events))
+            .map(([e, r, c]) => [...e, ...r, ...c]),
         ),
       ),
     ),
@@ -38,7 +41,11 @@ const arbLog = fc
       )
       .map(([noise, intruder]) =>
         events
-          .map((e, i) => ({ e: (intruder[i] ?? 100) <= 2 ? { ...e, user_id: 'intruder' } : e, key: e.recv_ms + (noise[i] ?? 0), i }))
+          .map((e, i) => ({
+            e: (intruder[i] ?? 100) <= 2 ? { ...e, user_id: 'intruder' } : e,
+            key: e.recv_ms + (noise[i] ?? 0),
+            i,
+          }))
           .sort((a, b) => a.key - b.key || a.i - b.i)
           .map((x) => x.e),
       );
@@ -46,7 +53,12 @@ const arbLog = fc
 
 /** Take points: after which log positions the caller asks for changes. */
 const arbLogWithTakes = arbLog.chain((log) =>
-  fc.tuple(fc.constant(log), fc.array(fc.boolean(), { minLength: log.length, maxLength: log.length }), fc.array(fc.boolean(), { minLength: log.length, maxLength: log.length }), fc.nat({ max: log.length })),
+  fc.tuple(
+    fc.constant(log),
+    fc.array(fc.boolean(), { minLength: log.length, maxLength: log.length }),
+    fc.array(fc.boolean(), { minLength: log.length, maxLength: log.length }),
+    fc.nat({ max: log.length }),
+  ),
 );
 
 interface Run {
@@ -76,11 +88,14 @@ function tables(reports: readonly PageViewReport[][]) {
   const impressions = new Map<string, ImpressionResult>();
   const buckets = new Map<string, number>();
   for (const r of reports.flat()) {
-    for (const i of [...r.impressions, ...r.retracted_impressions]) impressions.set(`${i.page_view_id}/${i.impression_id}`, i);
-    for (const b of [...r.buckets, ...r.retracted_buckets]) buckets.set(`${b.page_view_id}/${b.impression_id}/${b.minute_start_ms}`, b.viewable_ms);
+    for (const i of [...r.impressions, ...r.retracted_impressions])
+      impressions.set(`${i.page_view_id}/${i.impression_id}`, i);
+    for (const b of [...r.buckets, ...r.retracted_buckets])
+      buckets.set(`${b.page_view_id}/${b.impression_id}/${b.minute_start_ms}`, b.viewable_ms);
   }
   // A retraction overwrites a row that one caller saw and another never did: both end up billing nothing.
-  const retraction = (i: ImpressionResult) => !i.measurable && i.credited_ms === 0 && i.flags.includes('conflicting_duplicate');
+  const retraction = (i: ImpressionResult) =>
+    !i.measurable && i.credited_ms === 0 && i.flags.includes('conflicting_duplicate');
   return {
     impressions: new Map([...impressions].filter(([, i]) => !retraction(i))),
     buckets: new Map([...buckets].filter(([, ms]) => ms > 0)),
@@ -111,7 +126,6 @@ describe.each([
       { numRuns: 150 },
     );
   });
-
 });
 
 describe('partition against independent models (rules version 1)', () => {
@@ -147,7 +161,10 @@ describe('partition against independent models (rules version 1)', () => {
           const known = last.get(e.event.page_view_id);
           const late = watermark - (known ?? e.recv_ms) > L;
           expect(outcomes[i] === 'late').toBe(late);
-          const applied = outcomes[i] === 'accepted' || outcomes[i] === 'duplicate' || outcomes[i] === 'conflicting_duplicate';
+          const applied =
+            outcomes[i] === 'accepted' ||
+            outcomes[i] === 'duplicate' ||
+            outcomes[i] === 'conflicting_duplicate';
           if (applied) last.set(e.event.page_view_id, Math.max(known ?? -Infinity, e.recv_ms));
         });
       }),
@@ -163,14 +180,26 @@ describe('partition against independent models (rules version 1)', () => {
         for (const r of reports.flat()) latest.set(r.page_view_id, r);
         const taken = new Map<string, PageEvent[]>();
         log.forEach((e, i) => {
-          if (outcomes[i] === 'accepted' || outcomes[i] === 'duplicate' || outcomes[i] === 'conflicting_duplicate') {
+          if (
+            outcomes[i] === 'accepted' ||
+            outcomes[i] === 'duplicate' ||
+            outcomes[i] === 'conflicting_duplicate'
+          ) {
             taken.set(e.event.page_view_id, [...(taken.get(e.event.page_view_id) ?? []), e]);
           }
         });
         expect([...latest.keys()].sort()).toEqual([...taken.keys()].sort());
         for (const [id, events] of taken) {
           const first = events[0] as PageEvent;
-          const expected = referencePageView({ page_view_id: id, site_id: first.site_id, user_id: first.user_id, user_agent: first.user_agent }, events);
+          const expected = referencePageView(
+            {
+              page_view_id: id,
+              site_id: first.site_id,
+              user_id: first.user_id,
+              user_agent: first.user_agent,
+            },
+            events,
+          );
           const report = latest.get(id);
           expect(report?.impressions).toEqual(expected.impressions);
           expect(report?.buckets).toEqual(expected.buckets);

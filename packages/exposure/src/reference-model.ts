@@ -6,8 +6,15 @@
  */
 import type { ImpressionState, PageEvent, PageState } from '@dwell/protocol';
 import { eventContentHash } from './content-hash.js';
-import { isValidPageEvent, type PageViewResults } from './page-view-state.js';
-import { MINUTE_MS, type ExposureFlag, type ImpressionResult, type MinuteBucketRow, type PageViewIdentity } from './results.js';
+import { isValidPageEvent } from './event-record.js';
+import type { PageViewResults } from './page-view-state.js';
+import {
+  MINUTE_MS,
+  type ExposureFlag,
+  type ImpressionResult,
+  type MinuteBucketRow,
+  type PageViewIdentity,
+} from './results.js';
 import { DEFAULT_RULES_CONFIG, type RulesConfig } from './rules-config.js';
 
 interface Stored {
@@ -19,15 +26,34 @@ interface Stored {
 }
 
 const BLOCKING = ['hidden', 'backgrounded', 'notFound', 'deviceLocked', 'unmeasurable'];
-const KNOWN_REASONS = ['hidden', 'backgrounded', 'obstructed', 'clipped', 'notFound', 'deviceLocked', 'unmeasurable', 'other'];
+const KNOWN_REASONS = [
+  'hidden',
+  'backgrounded',
+  'obstructed',
+  'clipped',
+  'notFound',
+  'deviceLocked',
+  'unmeasurable',
+  'other',
+];
 
 /** Results of one page view computed from scratch from all of its events. */
-export function referencePageView(identity: PageViewIdentity, events: readonly PageEvent[], config: RulesConfig = DEFAULT_RULES_CONFIG): PageViewResults {
+export function referencePageView(
+  identity: PageViewIdentity,
+  events: readonly PageEvent[],
+  config: RulesConfig = DEFAULT_RULES_CONFIG,
+): PageViewResults {
   const own = events.filter(
-    (e) => isValidPageEvent(e) && e.event.page_view_id === identity.page_view_id && e.site_id === identity.site_id && e.user_id === identity.user_id,
+    (e) =>
+      isValidPageEvent(e) &&
+      e.event.page_view_id === identity.page_view_id &&
+      e.site_id === identity.site_id &&
+      e.user_id === identity.user_id,
   );
   const bot = new RegExp(config.givtUserAgentPatterns.map((p) => `(?:${p})`).join('|'), 'i');
-  const givt = [identity.user_agent, ...own.map((e) => e.user_agent)].some((ua) => ua !== null && bot.test(ua));
+  const givt = [identity.user_agent, ...own.map((e) => e.user_agent)].some(
+    (ua) => ua !== null && bot.test(ua),
+  );
 
   // Rule 1: order by seq; one copy per seq (the smallest content hash), the earliest recv_ms.
   const bySeq = new Map<number, PageEvent[]>();
@@ -37,9 +63,17 @@ export function referencePageView(identity: PageViewIdentity, events: readonly P
     .sort((a, b) => a[0] - b[0])
     .map(([seq, copies]) => {
       if (new Set(copies.map((c) => canonical(c))).size > 1) conflicting = true;
-      const winner = copies.reduce((best, c) => (eventContentHash(c.event) < eventContentHash(best.event) ? c : best));
+      const winner = copies.reduce((best, c) =>
+        eventContentHash(c.event) < eventContentHash(best.event) ? c : best,
+      );
       const recv = Math.min(...copies.map((c) => c.recv_ms));
-      return { seq, t: winner.event.t_mono_ms, recv, page: winner.event.page, impressions: winner.event.impressions };
+      return {
+        seq,
+        t: winner.event.t_mono_ms,
+        recv,
+        page: winner.event.page,
+        impressions: winner.event.impressions,
+      };
     });
 
   const first = stored[0];
@@ -48,17 +82,24 @@ export function referencePageView(identity: PageViewIdentity, events: readonly P
   const flags: ExposureFlag[] = [];
   if (conflicting) flags.push('conflicting_duplicate');
   if (stored.some((s, i) => i > 0 && s.t < (stored[i - 1]?.t ?? s.t))) flags.push('clock_regression');
-  if (first && last && last.t - first.t > Math.max(...recvs) - Math.min(...recvs) + config.plausibilitySlackMs) flags.push('implausible_timing');
+  if (
+    first &&
+    last &&
+    last.t - first.t > Math.max(...recvs) - Math.min(...recvs) + config.plausibilitySlackMs
+  )
+    flags.push('implausible_timing');
   if (givt) flags.push('givt_user_agent');
   const serverTime = (t: number): number => (first ? first.recv + (t - first.t) : 0);
 
   const ids: string[] = [];
-  for (const s of stored) for (const imp of s.impressions) if (!ids.includes(imp.impression_id)) ids.push(imp.impression_id);
+  for (const s of stored)
+    for (const imp of s.impressions) if (!ids.includes(imp.impression_id)) ids.push(imp.impression_id);
 
   const impressions: ImpressionResult[] = [];
   const buckets: MinuteBucketRow[] = [];
   for (const id of ids) {
-    const stateAt = (s: Stored): ImpressionState | undefined => s.impressions.find((imp) => imp.impression_id === id);
+    const stateAt = (s: Stored): ImpressionState | undefined =>
+      s.impressions.find((imp) => imp.impression_id === id);
     const seen = stored.filter((s) => stateAt(s) !== undefined);
     const meta = stateAt(seen[0] as Stored) as ImpressionState;
     let credited = 0;
@@ -70,7 +111,12 @@ export function referencePageView(identity: PageViewIdentity, events: readonly P
       const b = stored[i + 1] as Stored;
       const state = stateAt(a);
       const delta = b.t - a.t;
-      const ok = state !== undefined && qualifiesRef(a.page, state, config) && b.seq === a.seq + 1 && delta > 0 && delta <= config.maxGapMs;
+      const ok =
+        state !== undefined &&
+        qualifiesRef(a.page, state, config) &&
+        b.seq === a.seq + 1 &&
+        delta > 0 &&
+        delta <= config.maxGapMs;
       if (!ok) {
         run = 0;
         continue;
@@ -80,7 +126,7 @@ export function referencePageView(identity: PageViewIdentity, events: readonly P
       longest = Math.max(longest, run);
       // Rule 7: place the segment in server time and cut it at every minute boundary.
       const end = serverTime(b.t);
-      for (let at = serverTime(a.t); at < end; ) {
+      for (let at = serverTime(a.t); at < end;) {
         const minute = Math.floor(at / MINUTE_MS) * MINUTE_MS;
         const stop = Math.min(end, minute + MINUTE_MS);
         minutes.set(minute, (minutes.get(minute) ?? 0) + (stop - at));
@@ -115,7 +161,17 @@ export function referencePageView(identity: PageViewIdentity, events: readonly P
     });
     if (billable) {
       for (const [minute, ms] of [...minutes].sort((a, b) => a[0] - b[0])) {
-        buckets.push({ rules_version, page_view_id, site_id, user_id, impression_id: id, ad_id: meta.ad_id, campaign_id: meta.campaign_id, minute_start_ms: minute, viewable_ms: ms });
+        buckets.push({
+          rules_version,
+          page_view_id,
+          site_id,
+          user_id,
+          impression_id: id,
+          ad_id: meta.ad_id,
+          campaign_id: meta.campaign_id,
+          minute_start_ms: minute,
+          viewable_ms: ms,
+        });
       }
     }
   }
@@ -123,7 +179,13 @@ export function referencePageView(identity: PageViewIdentity, events: readonly P
 }
 
 function measurableRef(s: ImpressionState): boolean {
-  return s.total_px > 0 && s.visible_px >= 0 && s.visible_px <= s.total_px && s.total_px <= Number.MAX_SAFE_INTEGER / 100 && !s.reasons.includes('unmeasurable');
+  return (
+    s.total_px > 0 &&
+    s.visible_px >= 0 &&
+    s.visible_px <= s.total_px &&
+    s.total_px <= Number.MAX_SAFE_INTEGER / 100 &&
+    !s.reasons.includes('unmeasurable')
+  );
 }
 
 function qualifiesRef(page: PageState, s: ImpressionState, config: RulesConfig): boolean {

@@ -6,13 +6,25 @@ import type { Media } from '@dwell/protocol';
  * taken into its page view (a duplicate changes nothing, a conflicting one flags the page view);
  * the others mean it was not, and belong on `dwell.rejected.v1` with the outcome as reason.
  */
-export const EVENT_OUTCOMES = ['accepted', 'duplicate', 'conflicting_duplicate', 'identity_mismatch', 'invalid_event', 'late'] as const;
+export const EVENT_OUTCOMES = [
+  'accepted',
+  'duplicate',
+  'conflicting_duplicate',
+  'identity_mismatch',
+  'invalid_event',
+  'late',
+] as const;
 export type EventOutcome = (typeof EVENT_OUTCOMES)[number];
 /** Outcomes a single page view can give; `late` needs a partition watermark. */
 export type PageViewOutcome = Exclude<EventOutcome, 'late'>;
 
 /** Page-view flags. Any flag makes every impression of the page view bill 0. */
-export const EXPOSURE_FLAGS = ['conflicting_duplicate', 'clock_regression', 'implausible_timing', 'givt_user_agent'] as const;
+export const EXPOSURE_FLAGS = [
+  'conflicting_duplicate',
+  'clock_regression',
+  'implausible_timing',
+  'givt_user_agent',
+] as const;
 export type ExposureFlag = (typeof EXPOSURE_FLAGS)[number];
 
 /** Who a page view belongs to. `site_id` and `user_id` come from the verified token. */

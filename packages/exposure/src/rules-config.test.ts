@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { eventContentHash } from './content-hash.js';
 import { PageViewState } from './page-view-state.js';
-import { createRulesConfig, DEFAULT_RULES_CONFIG, RULES_VERSION, RulesConfigError, type RulesConfig } from './rules-config.js';
+import {
+  createRulesConfig,
+  DEFAULT_RULES_CONFIG,
+  RULES_VERSION,
+  RulesConfigError,
+  type RulesConfig,
+} from './rules-config.js';
 import { ev, identity, imp } from './test-support/events.js';
 
 describe('rules version 1 constants', () => {
@@ -30,9 +36,21 @@ describe('createRulesConfig', () => {
     { overrides: { rulesVersion: 2, thresholdPercent: 101 }, key: 'thresholdPercent', value: 101 },
     { overrides: { rulesVersion: 2, maxGapMs: 1.5 }, key: 'maxGapMs', value: 1.5 },
     { overrides: { rulesVersion: 2, allowedLatenessMs: -1 }, key: 'allowedLatenessMs', value: -1 },
-    { overrides: { rulesVersion: 2, strictFocus: 'yes' as unknown as boolean }, key: 'strictFocus', value: 'yes' },
-    { overrides: { rulesVersion: 2, givtUserAgentPatterns: ['('] }, key: 'givtUserAgentPatterns', value: '(' },
-    { overrides: { rulesVersion: 2, givtUserAgentPatterns: [''] }, key: 'givtUserAgentPatterns', value: [''] },
+    {
+      overrides: { rulesVersion: 2, strictFocus: 'yes' as unknown as boolean },
+      key: 'strictFocus',
+      value: 'yes',
+    },
+    {
+      overrides: { rulesVersion: 2, givtUserAgentPatterns: ['('] },
+      key: 'givtUserAgentPatterns',
+      value: '(',
+    },
+    {
+      overrides: { rulesVersion: 2, givtUserAgentPatterns: [''] },
+      key: 'givtUserAgentPatterns',
+      value: [''],
+    },
     { overrides: { maxGap: 10 } as unknown as Partial<RulesConfig>, key: 'maxGap', value: 10 },
     // Version 1 means exactly the defaults: a variant must say it is one.
     { overrides: { strictFocus: true }, key: 'strictFocus', value: true },
@@ -68,10 +86,29 @@ describe('eventContentHash', () => {
     { name: 'page.focused', other: { ...e, page: { ...e.page, focused: false } }, same: false },
     { name: 'page.foreground', other: { ...e, page: { ...e.page, foreground: false } }, same: false },
     { name: 'impression order', other: { ...e, impressions: [...e.impressions].reverse() }, same: false },
-    { name: 'ad_id', other: { ...e, impressions: [imp({ ad: 'ad-x', reasons: ['clipped'] }), imp({ id: 'imp-2' })] }, same: false },
-    { name: 'height', other: { ...e, impressions: [imp({ height: 251, total: 75_000, reasons: ['clipped'] }), imp({ id: 'imp-2' })] }, same: false },
-    { name: 'reasons as a set', other: { ...e, impressions: [imp({ reasons: ['clipped', 'clipped'] }), imp({ id: 'imp-2' })] }, same: true },
-    { name: 'playing', other: { ...e, impressions: [imp({ playing: true, reasons: ['clipped'] }), imp({ id: 'imp-2' })] }, same: false },
+    {
+      name: 'ad_id',
+      other: { ...e, impressions: [imp({ ad: 'ad-x', reasons: ['clipped'] }), imp({ id: 'imp-2' })] },
+      same: false,
+    },
+    {
+      name: 'height',
+      other: {
+        ...e,
+        impressions: [imp({ height: 251, total: 75_000, reasons: ['clipped'] }), imp({ id: 'imp-2' })],
+      },
+      same: false,
+    },
+    {
+      name: 'reasons as a set',
+      other: { ...e, impressions: [imp({ reasons: ['clipped', 'clipped'] }), imp({ id: 'imp-2' })] },
+      same: true,
+    },
+    {
+      name: 'playing',
+      other: { ...e, impressions: [imp({ playing: true, reasons: ['clipped'] }), imp({ id: 'imp-2' })] },
+      same: false,
+    },
     { name: 'a t_mono_ms 2^32 apart', other: { ...e, t_mono_ms: 2 ** 32 }, same: false },
   ])('$name: same=$same', ({ other, same }) => {
     expect(eventContentHash(other) === eventContentHash(e)).toBe(same);
@@ -80,7 +117,10 @@ describe('eventContentHash', () => {
 
   it('a page view stores the same hash the standalone function computes', () => {
     const state = new PageViewState(identity);
-    const events = [ev({ seq: 1, t: 0, imps: [imp(), imp({ id: 'imp-2', ad: 'ad-2' })] }), ev({ seq: 2, t: 900, imps: [imp({ id: 'imp-2', ad: 'ad-2', reasons: ['hidden', 'other'] })] })];
+    const events = [
+      ev({ seq: 1, t: 0, imps: [imp(), imp({ id: 'imp-2', ad: 'ad-2' })] }),
+      ev({ seq: 2, t: 900, imps: [imp({ id: 'imp-2', ad: 'ad-2', reasons: ['hidden', 'other'] })] }),
+    ];
     for (const x of events) state.apply(x);
     expect(state.snapshot().events.map((t) => t[3])).toEqual(events.map((x) => eventContentHash(x.event)));
   });

@@ -136,10 +136,18 @@ export function createRulesConfig(overrides: Partial<RulesConfig> = {}): RulesCo
   const changed = KEYS.filter((k) => k !== 'rulesVersion' && !sameValue(config[k], DEFAULT_RULES_CONFIG[k]));
   if (config.rulesVersion === RULES_VERSION && changed.length > 0) {
     const key = changed[0] ?? 'rulesVersion';
-    throw new RulesConfigError(key, config[key], `differs from rules version ${RULES_VERSION}; give the variant its own rulesVersion`);
+    throw new RulesConfigError(
+      key,
+      config[key],
+      `differs from rules version ${RULES_VERSION}; give the variant its own rulesVersion`,
+    );
   }
   if (config.rulesVersion !== RULES_VERSION && changed.length === 0) {
-    throw new RulesConfigError('rulesVersion', config.rulesVersion, `the constants are those of rules version ${RULES_VERSION}`);
+    throw new RulesConfigError(
+      'rulesVersion',
+      config.rulesVersion,
+      `the constants are those of rules version ${RULES_VERSION}`,
+    );
   }
   return Object.freeze({ ...config, givtUserAgentPatterns: Object.freeze([...(patterns as string[])]) });
 }

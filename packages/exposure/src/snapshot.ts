@@ -10,9 +10,14 @@ import type { PageViewIdentity } from './results.js';
 /** Version of the snapshot layout, independent of the rules version. */
 export const SNAPSHOT_FORMAT = 1;
 
-
 /** One stored event: `[seq, t_mono_ms, recv_ms, content hash, entries]` (see EventLog for entries). */
-export type EventTuple = readonly [seq: number, t: number, recv: number, hash: number, entries: readonly number[]];
+export type EventTuple = readonly [
+  seq: number,
+  t: number,
+  recv: number,
+  hash: number,
+  entries: readonly number[],
+];
 
 export interface PageViewSnapshot {
   readonly format: typeof SNAPSHOT_FORMAT;
@@ -41,7 +46,8 @@ export class SnapshotError extends Error {
 type Json = Record<string, unknown>;
 
 export function expectObject(value: unknown, field: string): Json {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new SnapshotError(field, 'must be an object');
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new SnapshotError(field, 'must be an object');
   return value as Json;
 }
 
@@ -51,7 +57,8 @@ export function expectArray(value: unknown, field: string): readonly unknown[] {
 }
 
 export function expectInteger(value: unknown, field: string, min = Number.MIN_SAFE_INTEGER): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) throw new SnapshotError(field, `must be an integer ≥ ${min}`);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min)
+    throw new SnapshotError(field, `must be an integer ≥ ${min}`);
   return value;
 }
 
@@ -68,10 +75,18 @@ export function expectBoolean(value: unknown, field: string): boolean {
 /** Checks the envelope every snapshot shares: format, kind and rules fingerprint. */
 export function expectEnvelope(value: unknown, kind: string, fingerprint: string): Json {
   const snapshot = expectObject(value, 'snapshot');
-  if (snapshot['format'] !== SNAPSHOT_FORMAT) throw new SnapshotError('format', `is ${JSON.stringify(snapshot['format'])}, this code reads ${SNAPSHOT_FORMAT}`);
-  if (snapshot['kind'] !== kind) throw new SnapshotError('kind', `is ${JSON.stringify(snapshot['kind'])}, expected ${kind}`);
+  if (snapshot['format'] !== SNAPSHOT_FORMAT)
+    throw new SnapshotError(
+      'format',
+      `is ${JSON.stringify(snapshot['format'])}, this code reads ${SNAPSHOT_FORMAT}`,
+    );
+  if (snapshot['kind'] !== kind)
+    throw new SnapshotError('kind', `is ${JSON.stringify(snapshot['kind'])}, expected ${kind}`);
   if (snapshot['rules_fingerprint'] !== fingerprint) {
-    throw new SnapshotError('rules_fingerprint', `${JSON.stringify(snapshot['rules_fingerprint'])} was taken under other rules than ${fingerprint}`);
+    throw new SnapshotError(
+      'rules_fingerprint',
+      `${JSON.stringify(snapshot['rules_fingerprint'])} was taken under other rules than ${fingerprint}`,
+    );
   }
   return snapshot;
 }
@@ -90,7 +105,8 @@ export function parseIdentity(value: unknown): PageViewIdentity {
 export function parseMeta(value: unknown, field: string): ImpressionMeta {
   const o = expectObject(value, field);
   const media = o['media'];
-  if (media !== 'display' && media !== 'video') throw new SnapshotError(`${field}.media`, `unknown media ${JSON.stringify(media)}`);
+  if (media !== 'display' && media !== 'video')
+    throw new SnapshotError(`${field}.media`, `unknown media ${JSON.stringify(media)}`);
   return {
     ad_id: expectString(o['ad_id'], `${field}.ad_id`),
     campaign_id: expectString(o['campaign_id'], `${field}.campaign_id`),
@@ -108,10 +124,18 @@ export function parseEvents(value: unknown, impressionCount: number, metaCount: 
     const tuple = expectArray(item, field);
     const seq = expectInteger(tuple[0], `${field}[0]`, previousSeq + 1);
     previousSeq = seq;
-    const entries = expectArray(tuple[4], `${field}[4]`).map((n, j) => expectInteger(n, `${field}[4][${j}]`, 0));
+    const entries = expectArray(tuple[4], `${field}[4]`).map((n, j) =>
+      expectInteger(n, `${field}[4][${j}]`, 0),
+    );
     if (entries.some((entry) => entryImpression(entry) >= impressionCount || entryMeta(entry) >= metaCount)) {
       throw new SnapshotError(`${field}[4]`, 'refers outside the impression tables');
     }
-    return [seq, expectInteger(tuple[1], `${field}[1]`), expectInteger(tuple[2], `${field}[2]`), expectInteger(tuple[3], `${field}[3]`, 0), entries] as const;
+    return [
+      seq,
+      expectInteger(tuple[1], `${field}[1]`),
+      expectInteger(tuple[2], `${field}[2]`),
+      expectInteger(tuple[3], `${field}[3]`, 0),
+      entries,
+    ] as const;
   });
 }

@@ -15,7 +15,9 @@ function compute(events: readonly PageEvent[]) {
 }
 
 // Example 8: 61 ticks one second apart (60 s claimed) that the server saw arrive over 10 s.
-const sixtySecondsInTen = Array.from({ length: 61 }, (_, i) => ev({ seq: i + 1, t: i * 1000, recv: BASE_MS + Math.floor((i * 1000) / 6), imps: [Q()] }));
+const sixtySecondsInTen = Array.from({ length: 61 }, (_, i) =>
+  ev({ seq: i + 1, t: i * 1000, recv: BASE_MS + Math.floor((i * 1000) / 6), imps: [Q()] }),
+);
 
 const EXAMPLES: readonly {
   name: string;
@@ -25,11 +27,36 @@ const EXAMPLES: readonly {
   longest: number;
   flags: string[];
 }[] = [
-  { name: '#1 0/1:Q, 1000/2:N (exactly TMIN)', events: timeline([[0, 'Q'], [1000, 'N']]), billed: 1000, credited: 1000, longest: 1000, flags: [] },
-  { name: '#1 variant: N at 999', events: timeline([[0, 'Q'], [999, 'N']]), billed: 0, credited: 999, longest: 999, flags: [] },
+  {
+    name: '#1 0/1:Q, 1000/2:N (exactly TMIN)',
+    events: timeline([
+      [0, 'Q'],
+      [1000, 'N'],
+    ]),
+    billed: 1000,
+    credited: 1000,
+    longest: 1000,
+    flags: [],
+  },
+  {
+    name: '#1 variant: N at 999',
+    events: timeline([
+      [0, 'Q'],
+      [999, 'N'],
+    ]),
+    billed: 0,
+    credited: 999,
+    longest: 999,
+    flags: [],
+  },
   {
     name: '#2 two runs of 600 (a naive sum says 1200)',
-    events: timeline([[0, 'Q'], [600, 'N'], [800, 'Q'], [1400, 'N']]),
+    events: timeline([
+      [0, 'Q'],
+      [600, 'N'],
+      [800, 'Q'],
+      [1400, 'N'],
+    ]),
     billed: 0,
     credited: 1200,
     longest: 600,
@@ -37,7 +64,13 @@ const EXAMPLES: readonly {
   },
   {
     name: '#3 run of 1500 then 400',
-    events: timeline([[0, 'Q'], [1000, 'Q'], [1500, 'N'], [5000, 'Q'], [5400, 'N']]),
+    events: timeline([
+      [0, 'Q'],
+      [1000, 'Q'],
+      [1500, 'N'],
+      [5000, 'Q'],
+      [5400, 'N'],
+    ]),
     billed: 1900,
     credited: 1900,
     longest: 1500,
@@ -45,7 +78,13 @@ const EXAMPLES: readonly {
   },
   {
     name: '#4 tab hidden for 10 s, then a run of 1200',
-    events: timeline([[0, 'Q'], [800, 'H'], [10_800, 'Q'], [11_800, 'Q'], [12_000, 'N']]),
+    events: timeline([
+      [0, 'Q'],
+      [800, 'H'],
+      [10_800, 'Q'],
+      [11_800, 'Q'],
+      [12_000, 'N'],
+    ]),
     billed: 2000,
     credited: 2000,
     longest: 1200,
@@ -53,7 +92,13 @@ const EXAMPLES: readonly {
   },
   {
     name: '#5 seq 4–7 lost: the gap is not credited',
-    events: timeline([[0, 'Q'], [1000, 'Q'], [2000, 'Q'], [7000, 'Q', 8], [7600, 'N', 9]]),
+    events: timeline([
+      [0, 'Q'],
+      [1000, 'Q'],
+      [2000, 'Q'],
+      [7000, 'Q', 8],
+      [7600, 'N', 9],
+    ]),
     billed: 2600,
     credited: 2600,
     longest: 2000,
@@ -61,7 +106,12 @@ const EXAMPLES: readonly {
   },
   {
     name: '#6 ticks then nothing: the tail is never credited',
-    events: timeline([[0, 'Q'], [1000, 'Q'], [2000, 'Q'], [3000, 'Q']]),
+    events: timeline([
+      [0, 'Q'],
+      [1000, 'Q'],
+      [2000, 'Q'],
+      [3000, 'Q'],
+    ]),
     billed: 3000,
     credited: 3000,
     longest: 3000,
@@ -69,20 +119,38 @@ const EXAMPLES: readonly {
   },
   {
     name: '#7 starts obstructed at 40%',
-    events: timeline([[0, 'N'], [2000, 'Q'], [3000, 'Q'], [3200, 'N']]),
+    events: timeline([
+      [0, 'N'],
+      [2000, 'Q'],
+      [3000, 'Q'],
+      [3200, 'N'],
+    ]),
     billed: 1200,
     credited: 1200,
     longest: 1200,
     flags: [],
   },
-  { name: '#8 60 s of ticks seen live for 10 s', events: sixtySecondsInTen, billed: 0, credited: 60_000, longest: 60_000, flags: ['implausible_timing'] },
+  {
+    name: '#8 60 s of ticks seen live for 10 s',
+    events: sixtySecondsInTen,
+    billed: 0,
+    credited: 60_000,
+    longest: 60_000,
+    flags: ['implausible_timing'],
+  },
 ];
 
 describe('worked examples of EXPOSURE-RULES.md', () => {
   it.each(EXAMPLES)('$name → $billed ms', ({ events, billed, credited, longest, flags }) => {
     const { impressions, flags: pageFlags } = compute(events);
     expect(impressions).toHaveLength(1);
-    expect(impressions[0]).toMatchObject({ viewable_ms: billed, credited_ms: credited, longest_run_ms: longest, flags, rules_version: 1 });
+    expect(impressions[0]).toMatchObject({
+      viewable_ms: billed,
+      credited_ms: credited,
+      longest_run_ms: longest,
+      flags,
+      rules_version: 1,
+    });
     expect(pageFlags).toEqual(flags);
   });
 
@@ -103,9 +171,35 @@ describe('worked examples of EXPOSURE-RULES.md', () => {
 
   // Every example starts at BASE_MS, a minute boundary, and lasts under a minute.
   it.each([
-    { name: '#1', events: timeline([[0, 'Q'], [1000, 'N']]), rows: [[BASE_MS, 1000]] },
-    { name: '#2', events: timeline([[0, 'Q'], [600, 'N'], [800, 'Q'], [1400, 'N']]), rows: [] },
-    { name: '#3', events: timeline([[0, 'Q'], [1000, 'Q'], [1500, 'N'], [5000, 'Q'], [5400, 'N']]), rows: [[BASE_MS, 1900]] },
+    {
+      name: '#1',
+      events: timeline([
+        [0, 'Q'],
+        [1000, 'N'],
+      ]),
+      rows: [[BASE_MS, 1000]],
+    },
+    {
+      name: '#2',
+      events: timeline([
+        [0, 'Q'],
+        [600, 'N'],
+        [800, 'Q'],
+        [1400, 'N'],
+      ]),
+      rows: [],
+    },
+    {
+      name: '#3',
+      events: timeline([
+        [0, 'Q'],
+        [1000, 'Q'],
+        [1500, 'N'],
+        [5000, 'Q'],
+        [5400, 'N'],
+      ]),
+      rows: [[BASE_MS, 1900]],
+    },
     { name: '#8', events: sixtySecondsInTen, rows: [] },
   ])('$name minute rows', ({ events, rows }) => {
     expect(compute(events).buckets.map((r) => [r.minute_start_ms, r.viewable_ms])).toEqual(rows);

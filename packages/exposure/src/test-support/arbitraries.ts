@@ -9,7 +9,16 @@ const POOL = [
   { impression_id: 'imp-v', ad_id: 'ad-v', campaign_id: 'camp-2', width: 640, height: 360, media: 'video' },
 ] as const;
 
-const REASONS: NotViewableReason[] = ['hidden', 'backgrounded', 'obstructed', 'clipped', 'notFound', 'deviceLocked', 'unmeasurable', 'other'];
+const REASONS: NotViewableReason[] = [
+  'hidden',
+  'backgrounded',
+  'obstructed',
+  'clipped',
+  'notFound',
+  'deviceLocked',
+  'unmeasurable',
+  'other',
+];
 
 const likely = (p: number) => fc.integer({ min: 1, max: 100 }).map((n) => n <= p);
 
@@ -20,10 +29,21 @@ function arbImpression(meta: (typeof POOL)[number]): fc.Arbitrary<ImpressionStat
       share: fc.constantFrom(0, 29, 30, 31, 49, 50, 51, 100, 100, 100),
       total: fc.constantFrom(meta.width * meta.height, meta.width * meta.height, 1001, 0),
       playing: likely(80),
-      reasons: fc.oneof({ weight: 4, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: fc.subarray(REASONS, { maxLength: 2 }) }),
+      reasons: fc.oneof(
+        { weight: 4, arbitrary: fc.constant([]) },
+        { weight: 1, arbitrary: fc.subarray(REASONS, { maxLength: 2 }) },
+      ),
     })
     .map(({ present, share, total, playing, reasons }) =>
-      present ? { ...meta, visible_px: Math.floor((total * share) / 100), total_px: total, playing: meta.media === 'video' && playing, reasons } : null,
+      present
+        ? {
+            ...meta,
+            visible_px: Math.floor((total * share) / 100),
+            total_px: total,
+            playing: meta.media === 'video' && playing,
+            reasons,
+          }
+        : null,
     );
 }
 
@@ -34,7 +54,10 @@ const arbStep = fc.record({
     { weight: 1, arbitrary: fc.integer({ min: 1501, max: 4000 }) },
     { weight: 1, arbitrary: fc.integer({ min: -300, max: 0 }) },
   ),
-  seqGap: fc.oneof({ weight: 12, arbitrary: fc.constant(1) }, { weight: 1, arbitrary: fc.integer({ min: 2, max: 4 }) }),
+  seqGap: fc.oneof(
+    { weight: 12, arbitrary: fc.constant(1) },
+    { weight: 1, arbitrary: fc.integer({ min: 2, max: 4 }) },
+  ),
   visible: likely(90),
   focused: likely(70),
   foreground: likely(95),
@@ -61,7 +84,10 @@ export function arbPageView(options: PageViewStreamOptions = {}): fc.Arbitrary<P
       squash: fc.constantFrom(1, 1, 1, 1, 1, 1, 1, 5),
       // A few page views have a clock that may step back, or a bot user agent on one event.
       clockTrouble: likely(10),
-      botAt: fc.oneof({ weight: 15, arbitrary: fc.constant(-1) }, { weight: 1, arbitrary: fc.nat({ max: 29 }) }),
+      botAt: fc.oneof(
+        { weight: 15, arbitrary: fc.constant(-1) },
+        { weight: 1, arbitrary: fc.nat({ max: 29 }) },
+      ),
     })
     .map(({ steps, t0, firstSeq, squash, clockTrouble, botAt }) => {
       let t = t0;
@@ -92,32 +118,49 @@ export function arbPageView(options: PageViewStreamOptions = {}): fc.Arbitrary<P
 
 /** Exact resends of some events, received later through another gateway. */
 export function arbResends(events: readonly PageEvent[], maxDelayMs = 120_000): fc.Arbitrary<PageEvent[]> {
-  return fc.array(fc.record({ index: fc.nat(), delay: fc.integer({ min: 0, max: maxDelayMs }) }), { maxLength: 8 }).map((picks) =>
-    picks.map(({ index, delay }) => {
-      const e = events[index % events.length] as PageEvent;
-      return { ...e, recv_ms: e.recv_ms + delay, gateway_id: 'gw-2', transport: 'http' as const };
-    }),
-  );
+  return fc
+    .array(fc.record({ index: fc.nat(), delay: fc.integer({ min: 0, max: maxDelayMs }) }), { maxLength: 8 })
+    .map((picks) =>
+      picks.map(({ index, delay }) => {
+        const e = events[index % events.length] as PageEvent;
+        return { ...e, recv_ms: e.recv_ms + delay, gateway_id: 'gw-2', transport: 'http' as const };
+      }),
+    );
 }
 
 /** Copies of some seqs with different content. */
 export function arbConflicts(events: readonly PageEvent[]): fc.Arbitrary<PageEvent[]> {
-  const pick = fc.record({ index: fc.nat(), tweak: fc.constantFrom('t', 'visible', 'page', 'drop'), delay: fc.integer({ min: -500, max: 5000 }) });
-  return fc.oneof({ weight: 3, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: fc.array(pick, { minLength: 1, maxLength: 3 }) }).map((picks) =>
-    picks.map(({ index, tweak, delay }) => {
-      const e = events[index % events.length] as PageEvent;
-      const x = e.event;
-      const event =
-        tweak === 't'
-          ? { ...x, t_mono_ms: x.t_mono_ms + 1 + (delay % 700) }
-          : tweak === 'visible'
-            ? { ...x, impressions: x.impressions.map((i) => ({ ...i, visible_px: i.visible_px === 0 ? i.total_px : 0 })) }
-            : tweak === 'page'
-              ? { ...x, page: { ...x.page, visible: !x.page.visible } }
-              : { ...x, impressions: x.impressions.slice(1), kind: 'change' as const };
-      return { ...e, recv_ms: e.recv_ms + delay, event };
-    }),
-  );
+  const pick = fc.record({
+    index: fc.nat(),
+    tweak: fc.constantFrom('t', 'visible', 'page', 'drop'),
+    delay: fc.integer({ min: -500, max: 5000 }),
+  });
+  return fc
+    .oneof(
+      { weight: 3, arbitrary: fc.constant([]) },
+      { weight: 1, arbitrary: fc.array(pick, { minLength: 1, maxLength: 3 }) },
+    )
+    .map((picks) =>
+      picks.map(({ index, tweak, delay }) => {
+        const e = events[index % events.length] as PageEvent;
+        const x = e.event;
+        const event =
+          tweak === 't'
+            ? { ...x, t_mono_ms: x.t_mono_ms + 1 + (delay % 700) }
+            : tweak === 'visible'
+              ? {
+                  ...x,
+                  impressions: x.impressions.map((i) => ({
+                    ...i,
+                    visible_px: i.visible_px === 0 ? i.total_px : 0,
+                  })),
+                }
+              : tweak === 'page'
+                ? { ...x, page: { ...x.page, visible: !x.page.visible } }
+                : { ...x, impressions: x.impressions.slice(1), kind: 'change' as const };
+        return { ...e, recv_ms: e.recv_ms + delay, event };
+      }),
+    );
 }
 
 /** A permutation of `items`. */

@@ -7,7 +7,8 @@ export const BASE_MS = 1_700_000_040_000;
 export const PV = 'pv-0001';
 export const SITE = 'site-1';
 export const USER = 'user-1';
-export const CHROME_UA = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
+export const CHROME_UA =
+  'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
 
 export interface ImpressionSpec {
   id?: string;
@@ -85,10 +86,24 @@ export const N = (): ImpressionState => imp({ visible: 30_000, reasons: ['obstru
  * Events from the worked-example notation `t/seq:state` with seq taken from position unless
  * given: `[0, 'Q'], [1000, 'N']`. `H` is a hidden tab (impression fully in pixels).
  */
-export function timeline(steps: readonly (readonly [t: number, state: 'Q' | 'N' | 'H', seq?: number])[], extra: Partial<EventSpec> = {}): PageEvent[] {
+export function timeline(
+  steps: readonly (readonly [t: number, state: 'Q' | 'N' | 'H', seq?: number])[],
+  extra: Partial<EventSpec> = {},
+): PageEvent[] {
   return steps.map(([t, state, seq], i) =>
-    ev({ ...extra, seq: seq ?? i + 1, t, imps: [state === 'N' ? N() : Q()], page: state === 'H' ? { visible: false } : {} }),
+    ev({
+      ...extra,
+      seq: seq ?? i + 1,
+      t,
+      imps: [state === 'N' ? N() : Q()],
+      page: state === 'H' ? { visible: false } : {},
+    }),
   );
 }
 
-export const identity: PageViewIdentity = { page_view_id: PV, site_id: SITE, user_id: USER, user_agent: CHROME_UA };
+export const identity: PageViewIdentity = {
+  page_view_id: PV,
+  site_id: SITE,
+  user_id: USER,
+  user_agent: CHROME_UA,
+};
