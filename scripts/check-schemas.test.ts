@@ -37,7 +37,7 @@ describe('check-schemas', () => {
     const run = check();
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
-    expect(run.stdout).toMatch(/^schemas: ok \(4 records/);
+    expect(run.stdout).toMatch(/^schemas: ok \(8 records/);
   });
 
   it('passes on a compatible change: v2 adds a field with a default', () => {

@@ -1,1 +1,5 @@
-export {};
+export * from './bus.js';
+export * from './limits.js';
+export * from './outcome.js';
+export * from './presence-view.js';
+export * from './topics.js';

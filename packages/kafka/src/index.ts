@@ -14,3 +14,5 @@ export type {
   RecordMetadata,
 } from 'kafkajs';
 export { CompressionTypes } from 'kafkajs';
+export * from './log-reader.js';
+export * from './tail.js';

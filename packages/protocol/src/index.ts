@@ -53,3 +53,21 @@ export {
   type DecodeOutcome,
 } from './schemas.js';
 export { parsingCanonicalForm, rabinFingerprint, schemaFingerprint, SchemaFormError } from './fingerprint.js';
+export {
+  COMMAND_OUTCOMES,
+  PRESENCE_KINDS,
+  encodeCommand,
+  encodeCommandReply,
+  encodeClientReply,
+  encodePresence,
+  decodeCommandReply,
+  decodePresence,
+  decodeCommandLogRecord,
+  type Command,
+  type CommandReply,
+  type ClientReply,
+  type Presence,
+  type PresenceKind,
+  type CommandOutcomeKind,
+  type CommandLogRecord,
+} from './commands.js';

@@ -6,6 +6,8 @@
  *   `event`: one event of a frame; the frame's valid events still went through. `frame_or_event`:
  *   either, depending on where the problem is (the frame's envelope or one event). `connection`:
  *   refused at upgrade or the connection is closed. `log`: decided by the processor reading the log.
+ *   `command`: a command a backend sent was refused (its outcome is `rejected` with this reason).
+ *   `reply`: a client's reply to a command was refused.
  * - `retriable`: whether sending the same bytes again later can succeed. The SDK drops events
  *   rejected with `retriable: false` from its outbox (resending cannot help) and keeps the others.
  */
@@ -104,6 +106,63 @@ export const RejectionReason = {
     retriable: true,
     description: 'The user, address or gateway has too many open connections. Back off and reconnect.',
   },
+  // Commands (docs/commands.md): refusing a command the backend sent.
+  invalid_command: {
+    scope: 'command',
+    retriable: false,
+    description:
+      'A command was refused before it was sent: its user_id, site_id, name or id is malformed, its args are not JSON, or its timeout is out of range.',
+  },
+  command_too_large: {
+    scope: 'command',
+    retriable: false,
+    description: "A command's args (or the HTTP request body) are larger than the limit.",
+  },
+  unavailable: {
+    scope: 'command',
+    retriable: true,
+    description:
+      'Kafka did not confirm storing the command. Send it again with the same id: at most one copy is ever delivered.',
+  },
+  client_refused: {
+    scope: 'command',
+    retriable: false,
+    description:
+      "The client answered the command with an error instead of a result (no handler for its name, the handler failed); the detail carries the client's code and text.",
+  },
+  unauthorized_service: {
+    scope: 'connection',
+    retriable: false,
+    description: 'A command request without a valid service credential (Authorization: Bearer <service token>).',
+  },
+  // Commands: refusing a client's reply (on the connection, or in the POST /v1/replies response).
+  invalid_reply: {
+    scope: 'reply',
+    retriable: false,
+    description:
+      'A reply is malformed: not a JSON object, no command id, neither or both of result and error, or an error code that is not 1-64 printable characters.',
+  },
+  reply_too_large: {
+    scope: 'reply',
+    retriable: false,
+    description: "A reply's result (or the request body) is larger than the limit.",
+  },
+  unknown_command: {
+    scope: 'reply',
+    retriable: false,
+    description:
+      "A reply names a command that was not delivered to this connection of this user, or that the gateway no longer remembers. A client can only answer its own commands.",
+  },
+  already_settled: {
+    scope: 'reply',
+    retriable: false,
+    description: 'Another connection of the user answered the command first (first reply wins), or it was already answered.',
+  },
+  reply_late: {
+    scope: 'reply',
+    retriable: false,
+    description: "The command's deadline passed before the reply arrived; the requester was told it expired.",
+  },
   // Processor: decided from the log.
   late: {
     scope: 'log',
@@ -137,7 +196,7 @@ export const RejectionReason = {
 } as const satisfies Record<string, RejectionReasonInfo>;
 
 export interface RejectionReasonInfo {
-  readonly scope: 'frame' | 'event' | 'frame_or_event' | 'connection' | 'log';
+  readonly scope: 'frame' | 'event' | 'frame_or_event' | 'connection' | 'log' | 'command' | 'reply';
   readonly retriable: boolean;
   readonly description: string;
 }

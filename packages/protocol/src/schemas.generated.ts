@@ -3,7 +3,16 @@
 // A unit test fails while this file is stale.
 
 /** Every record that has a directory in schemas/. */
-export const RECORD_NAMES = ['ClientBatch', 'ClientEvent', 'PageEvent', 'RejectedFrame'] as const;
+export const RECORD_NAMES = [
+  'ClientBatch',
+  'ClientEvent',
+  'ClientReply',
+  'Command',
+  'CommandReply',
+  'PageEvent',
+  'Presence',
+  'RejectedFrame',
+] as const;
 export type RecordName = (typeof RECORD_NAMES)[number];
 
 export interface SchemaFile {
@@ -220,6 +229,139 @@ export const SCHEMA_FILES: readonly SchemaFile[] = [
     },
   },
   {
+    name: 'ClientReply',
+    version: 1,
+    schema: {
+      type: 'record',
+      name: 'ClientReply',
+      namespace: 'dev.dwell.v1',
+      doc: "A client's answer that arrived over HTTP (POST /v1/replies) on a gateway that does not hold the connection, forwarded on dwell.commands.v1 (key: user_id) to the gateway that delivered the command, which checks and settles it.",
+      fields: [
+        { name: 'command_id', type: 'string' },
+        { name: 'site_id', type: 'string', doc: 'From the verified token.' },
+        { name: 'user_id', type: 'string', doc: 'From the verified token.' },
+        {
+          name: 'connection_id',
+          type: 'string',
+          doc: 'The connection the command was delivered to, as the client claims.',
+        },
+        {
+          name: 'result',
+          type: ['null', 'string'],
+          default: null,
+          doc: 'The result as JSON text; null when the client refused.',
+        },
+        {
+          name: 'error',
+          type: ['null', 'string'],
+          default: null,
+          doc: "The client's refusal code; null for a result.",
+        },
+        { name: 'detail', type: ['null', 'string'], default: null },
+        { name: 'received_by', type: 'string', doc: 'The gateway that received the HTTP request.' },
+        { name: 'at_ms', type: 'long' },
+      ],
+    },
+  },
+  {
+    name: 'Command',
+    version: 1,
+    schema: {
+      type: 'record',
+      name: 'Command',
+      namespace: 'dev.dwell.v1',
+      doc: 'A command from a backend to one user, on dwell.commands.v1 (key: user_id). Every gateway reads every command and delivers it to the connections it holds for the user.',
+      fields: [
+        {
+          name: 'id',
+          type: 'string',
+          doc: 'Idempotency key, unique per user: a resend with the same id is never delivered again.',
+        },
+        {
+          name: 'site_id',
+          type: ['null', 'string'],
+          default: null,
+          doc: 'When set, only connections whose token names this site receive the command.',
+        },
+        { name: 'user_id', type: 'string', doc: 'The addressee, as in the connection tokens.' },
+        { name: 'name', type: 'string', doc: 'What the client should do; the SDK dispatches on it.' },
+        { name: 'args', type: 'string', doc: 'Arguments as JSON text (any JSON value).' },
+        {
+          name: 'sent_ms',
+          type: 'long',
+          doc: "The requester's wall clock when it sent the command, Unix ms.",
+        },
+        {
+          name: 'deadline_ms',
+          type: 'long',
+          doc: 'Unix ms after which the command is neither delivered nor answered.',
+        },
+        {
+          name: 'reply_to',
+          type: 'string',
+          doc: 'The requester: the key of its outcome records on dwell.replies.v1.',
+        },
+      ],
+    },
+  },
+  {
+    name: 'CommandReply',
+    version: 1,
+    schema: {
+      type: 'record',
+      name: 'CommandReply',
+      namespace: 'dev.dwell.v1',
+      doc: 'What became of a command. On dwell.replies.v1 (key: requester) it tells the requester; on dwell.commands.v1 (key: user_id, requester null) it tells every gateway that the command is settled.',
+      fields: [
+        { name: 'command_id', type: 'string' },
+        {
+          name: 'requester',
+          type: ['null', 'string'],
+          default: null,
+          doc: 'The reply_to of the command; null on dwell.commands.v1.',
+        },
+        { name: 'site_id', type: ['null', 'string'], default: null },
+        { name: 'user_id', type: 'string' },
+        {
+          name: 'outcome',
+          type: {
+            type: 'enum',
+            name: 'CommandOutcome',
+            symbols: ['delivered', 'replied', 'expired', 'offline', 'rejected'],
+          },
+          doc: 'delivered: progress (a gateway handed it to connections); the others are final.',
+        },
+        {
+          name: 'payload',
+          type: ['null', 'string'],
+          default: null,
+          doc: "replied: the client's result as JSON text.",
+        },
+        { name: 'reason', type: ['null', 'string'], default: null, doc: 'rejected: a RejectionReason code.' },
+        { name: 'detail', type: ['null', 'string'], default: null },
+        {
+          name: 'gateway_id',
+          type: ['null', 'string'],
+          default: null,
+          doc: 'The gateway that delivered or settled it.',
+        },
+        {
+          name: 'connection_id',
+          type: ['null', 'string'],
+          default: null,
+          doc: 'replied/rejected by a client: the connection that answered.',
+        },
+        {
+          name: 'connections',
+          type: 'int',
+          default: 0,
+          doc: 'delivered: how many connections on this gateway received it.',
+        },
+        { name: 'at_ms', type: 'long', doc: 'When the gateway decided it, Unix ms.' },
+      ],
+    },
+  },
+  {
     name: 'PageEvent',
     version: 1,
     schema: {
@@ -340,6 +482,40 @@ export const SCHEMA_FILES: readonly SchemaFile[] = [
               },
             ],
           },
+        },
+      ],
+    },
+  },
+  {
+    name: 'Presence',
+    version: 1,
+    schema: {
+      type: 'record',
+      name: 'Presence',
+      namespace: 'dev.dwell.v1',
+      doc: "Who is connected where, on the compacted topic dwell.presence.v1. A gateway record (key 'g <gateway_id>') is its heartbeat and lease; a user record (key 'u <site_id> <user_id> <gateway_id>') says the gateway holds connections of that user; a null value (tombstone) removes it. A user record counts only while its gateway's record has the same epoch and an unexpired lease.",
+      fields: [
+        { name: 'kind', type: { type: 'enum', name: 'PresenceKind', symbols: ['gateway', 'user'] } },
+        { name: 'gateway_id', type: 'string' },
+        {
+          name: 'epoch',
+          type: 'string',
+          doc: 'Random per gateway process start: records of an earlier run of the same gateway id do not count.',
+        },
+        { name: 'site_id', type: ['null', 'string'], default: null, doc: 'user records.' },
+        { name: 'user_id', type: ['null', 'string'], default: null, doc: 'user records.' },
+        {
+          name: 'connections',
+          type: 'int',
+          default: 0,
+          doc: "gateway records: connections held; user records: that user's connections on the gateway.",
+        },
+        { name: 'at_ms', type: 'long', doc: "The gateway's wall clock when it wrote the record, Unix ms." },
+        {
+          name: 'lease_ms',
+          type: 'int',
+          default: 0,
+          doc: 'gateway records: the gateway counts as alive until at_ms + lease_ms; 0 = stopped.',
         },
       ],
     },

@@ -34,7 +34,7 @@ describe('schemas.generated.ts', () => {
 
 describe('the registry', () => {
   it('holds versions 1..n of every record, with distinct fingerprints across records', () => {
-    expect(RECORD_NAMES).toEqual(['ClientBatch', 'ClientEvent', 'PageEvent', 'RejectedFrame']);
+    expect(RECORD_NAMES).toEqual(['ClientBatch', 'ClientEvent', 'ClientReply', 'Command', 'CommandReply', 'PageEvent', 'Presence', 'RejectedFrame']);
     const owners = new Map<bigint, string>();
     for (const name of RECORD_NAMES) {
       const versions = schemaVersions(name);

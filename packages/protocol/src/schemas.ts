@@ -8,6 +8,7 @@ import avsc from 'avsc';
 import { compileBodyCheck, type BodyCheck } from './avro-bounds.js';
 import { parsingCanonicalForm, rabinFingerprint } from './fingerprint.js';
 import { SCHEMA_FILES, type RecordName, type SchemaFile } from './schemas.generated.js';
+import type { ClientReply, Command, CommandReply, Presence } from './commands.js';
 import type { ClientBatch, ClientEvent, PageEvent, RejectedFrame } from './types.js';
 
 export { RECORD_NAMES, type RecordName, type SchemaFile } from './schemas.generated.js';
@@ -16,7 +17,11 @@ export { RECORD_NAMES, type RecordName, type SchemaFile } from './schemas.genera
 export interface RecordTypes {
   ClientBatch: ClientBatch;
   ClientEvent: ClientEvent;
+  ClientReply: ClientReply;
+  Command: Command;
+  CommandReply: CommandReply;
   PageEvent: PageEvent;
+  Presence: Presence;
   RejectedFrame: RejectedFrame;
 }
 // Compile-time guard: a new directory in schemas/ needs its TypeScript shape here.

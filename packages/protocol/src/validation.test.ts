@@ -15,7 +15,7 @@ import {
 
 /** Reasons the protocol package produces; the rest belong to the gateway and the processor. */
 const PRODUCED_HERE = REJECTION_REASON_CODES.filter(
-  (code) => RejectionReason[code].scope !== 'connection' && RejectionReason[code].scope !== 'log',
+  (code) => !(['connection', 'log', 'command', 'reply'] as const).some((scope) => RejectionReason[code].scope === scope),
 ).filter((code) => code !== 'rate_limited');
 const covered = new Set<RejectionReasonCode>();
 

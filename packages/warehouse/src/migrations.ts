@@ -132,6 +132,76 @@ export const MIGRATIONS: readonly Migration[] = [
       ORDER BY (topic, partition, next_offset)`,
     ],
   },
+  {
+    version: 3,
+    name: 'audit_shadow',
+    statements: [
+      // `dwell replay --into shadow`: what a replay recomputed from the log, beside the billed rows,
+      // so an auditor can compare in SQL. One replay's rows share its replay_id; plain MergeTree,
+      // nothing is ever replaced (drop a replay with ALTER TABLE … DELETE WHERE replay_id = …).
+      `CREATE TABLE IF NOT EXISTS {db}.shadow_impressions
+      (
+          replay_id String,
+          site_id LowCardinality(String),
+          page_view_id String,
+          impression_id String,
+          user_id String,
+          ad_id String,
+          campaign_id String,
+          media LowCardinality(String),
+          width UInt32,
+          height UInt32,
+          measurable UInt8,
+          viewable UInt8,
+          billable UInt8,
+          viewable_ms UInt64,
+          credited_ms UInt64,
+          longest_run_ms UInt64,
+          flags Array(LowCardinality(String)),
+          first_server_ms DateTime64(3, 'UTC'),
+          last_server_ms DateTime64(3, 'UTC'),
+          final UInt8,
+          rules_version UInt16,
+          partition UInt32,
+          replayed_at DateTime64(3, 'UTC')
+      )
+      ENGINE = MergeTree
+      ORDER BY (replay_id, site_id, page_view_id, impression_id)`,
+      `CREATE TABLE IF NOT EXISTS {db}.shadow_exposure_minutes
+      (
+          replay_id String,
+          site_id LowCardinality(String),
+          page_view_id String,
+          impression_id String,
+          minute DateTime('UTC'),
+          user_id String,
+          ad_id String,
+          campaign_id String,
+          viewable_ms UInt32,
+          rules_version UInt16,
+          replayed_at DateTime64(3, 'UTC')
+      )
+      ENGINE = MergeTree
+      ORDER BY (replay_id, site_id, page_view_id, impression_id, minute)`,
+      // One row per replay written to the shadow tables: its range, verdict and full manifest.
+      `CREATE TABLE IF NOT EXISTS {db}.replay_runs
+      (
+          replay_id String,
+          started_at DateTime64(3, 'UTC'),
+          finished_at DateTime64(3, 'UTC'),
+          from_ms DateTime64(3, 'UTC'),
+          to_ms DateTime64(3, 'UTC'),
+          scope String,
+          verdict LowCardinality(String),
+          differences UInt64,
+          impressions_checksum String,
+          ad_day_checksum String,
+          manifest String CODEC(ZSTD(3))
+      )
+      ENGINE = MergeTree
+      ORDER BY (replay_id)`,
+    ],
+  },
 ];
 
 export interface MigrationReport {

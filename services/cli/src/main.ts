@@ -4,7 +4,11 @@ import { ConfigError, createLogger, describeConfig, onShutdownSignal, type LogLe
 import { GATEWAY_SETTINGS, gatewayConfigFromEnv, mintToken, runGatewayCluster } from '@dwell/gateway';
 import { PROCESSOR_SETTINGS, processorConfigFromEnv, startProcessor } from '@dwell/processor';
 import { up } from './commands/up.js';
-import { compute, formatCompute, linesOf } from './commands/compute.js';
+import { commandCommand } from './commands/command.js';
+import { computeFile, formatCompute } from './commands/compute.js';
+import { exportCommand } from './commands/export.js';
+import { replayCommand } from './commands/replay.js';
+import { AuditUsageError } from './audit/exit-codes.js';
 import { DEMO_DEFAULTS, demo } from './commands/demo.js';
 import { BillingUsageError, OUTPUT_FORMATS, billingQueryFrom, fetchBilling, formatBilling, type OutputFormat } from './commands/billing.js';
 
@@ -28,8 +32,20 @@ commands:
                          running processor's billing API, else the embedded database);
                          T: ISO date or date-time, or Unix ms; default the last 30 days
   compute --in FILE [--format table|json]
-                         recompute exposure offline from a file of events (NDJSON: exported stored
-                         events, or wire events with optional recv_ms/site_id/user_id); '-' = stdin
+                         recompute exposure offline from a file of events (an Avro container file
+                         or NDJSON from \`dwell export\`, or NDJSON wire events with optional
+                         recv_ms/site_id/user_id); '-' = NDJSON on stdin
+  replay --from T --to T [--ad ID | --campaign ID | --site ID] [--into shadow] [--report FILE]
+         [--format table|json] [--processor URL] [--workers N]
+                         audit: recompute the page views that began in [from, to) from the Kafka
+                         log and compare with what ClickHouse bills; exit 0 equal, 3 different,
+                         4 range gone from the log, 5 not all comparable yet (docs/audit.md)
+  export --from T --to T [--ad ID | --campaign ID | --site ID] --out FILE [--format avro|ndjson]
+         [--workers N]
+                         the raw events of those page views, as evidence for \`dwell compute\`
+  command <user> <name> [--args JSON] [--timeout MS] [--id KEY] [--site ID]
+                         send a command to one connected user through Kafka and print the outcome
+                         as JSON; exit 0 replied, 3 expired, 4 offline, 5 rejected (docs/commands.md)
   config                 every environment variable, its default and meaning
   help                   this text
 `;
@@ -119,10 +135,24 @@ async function main(argv: string[]): Promise<void> {
       if (values.in === undefined) throw new UsageError('compute needs --in FILE (or --in - for stdin)');
       const format = values.format ?? 'table';
       if (format !== 'table' && format !== 'json') throw new UsageError('--format must be table or json');
-      const report = await compute(linesOf(values.in));
+      const report = await computeFile(values.in);
       process.stdout.write(formatCompute(report, format));
       return;
     }
+    case 'replay':
+    case 'export': {
+      const run = command === 'replay' ? replayCommand : exportCommand;
+      try {
+        process.exitCode = await run(rest, { env: process.env, stdout: process.stdout, stderr: process.stderr });
+      } catch (error) {
+        if (error instanceof AuditUsageError) throw new UsageError(error.message);
+        throw error;
+      }
+      return;
+    }
+    case 'command':
+      process.exitCode = await commandCommand(rest, { env: process.env, stdout: process.stdout, stderr: process.stderr });
+      return;
     case 'config': {
       const rows = new Map<string, string>();
       for (const row of [...describeConfig(GATEWAY_SETTINGS), ...describeConfig(PROCESSOR_SETTINGS)]) rows.set(row.split('|')[1] ?? row, row);

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { env, parseConfig, type ConfigOf, LOG_LEVELS } from '@dwell/runtime';
 import { parseSites } from './auth.js';
+import { parseServiceTokens } from './commands/service-auth.js';
 
 /** Every setting the gateway reads from the environment, with its default. */
 export const GATEWAY_SETTINGS = {
@@ -30,6 +31,18 @@ export const GATEWAY_SETTINGS = {
   GATEWAY_LINGER_MS: env.int('How long events wait to share a Kafka produce request, ms.', 2, { min: 0, max: 1000 }),
   GATEWAY_MAX_BUFFERED_BYTES: env.int('Event bytes waiting for Kafka before frames are refused (resend later).', 67_108_864, { min: 65_536 }),
   GATEWAY_DRAIN_TIMEOUT_MS: env.int('On SIGTERM, how long to wait for Kafka to store what is in flight, ms.', 10_000, { min: 0 }),
+  GATEWAY_COMMANDS: env.boolean('Deliver commands to this gateway\'s connections, publish presence, serve /v1/stream and /v1/replies.', true),
+  DWELL_COMMANDS_TOPIC: env.string('Topic of commands to users (key user_id), settle records and forwarded replies.', 'dwell.commands.v1'),
+  DWELL_REPLIES_TOPIC: env.string('Topic of command outcomes (key requester).', 'dwell.replies.v1'),
+  DWELL_PRESENCE_TOPIC: env.string('Compacted topic of which gateway holds which users.', 'dwell.presence.v1'),
+  DWELL_SERVICE_TOKENS: env.json(
+    'JSON map service name → bearer token (≥32 chars) allowed to send commands with POST /v1/commands; unset: nobody.',
+    undefined,
+    parseServiceTokens,
+  ),
+  GATEWAY_COMMAND_MAX_TIMEOUT_MS: env.int('Longest command timeout honoured, ms; a starting gateway reads back this much of the commands topic.', 60_000, { min: 1000, max: 3_600_000 }),
+  GATEWAY_MAX_REPLY_BYTES: env.int('Largest reply result a client may send to a command, bytes (JSON).', 16_384, { min: 256, max: 1_048_576 }),
+  GATEWAY_PRESENCE_HEARTBEAT_MS: env.int('Presence heartbeat period, ms; a gateway silent for three periods counts as gone.', 5_000, { min: 100, max: 600_000 }),
   LOG_LEVEL: env.oneOf('debug, info, warn, error or silent.', LOG_LEVELS, 'info'),
 } as const;
 

@@ -1,6 +1,7 @@
 import { createKafka, createProducer, ensureTopics, type Producer } from '@dwell/kafka';
 import { DEFAULT_FRAME_LIMITS } from '@dwell/protocol';
 import { MetricsRegistry, type Logger } from '@dwell/runtime';
+import { startCommands } from './commands/start.js';
 import type { GatewayConfig } from './config.js';
 import { EventLog } from './event-log.js';
 import { startGatewayServer, type RunningGateway } from './server.js';
@@ -48,27 +49,35 @@ export async function startGateway(config: GatewayConfig, logger: Logger, hooks:
       available ? log.info('kafka available again') : log.error('kafka unavailable: refusing new events until it returns', { error }),
   });
   const rejected = new EventLog(producer, { topic: config.DWELL_REJECTED_TOPIC, lingerMs: 20, maxBufferedBytes: 16 * 1024 * 1024 });
+  const commands = await startCommands(config, kafka, log, metrics);
 
-  const server = await startGatewayServer(
-    {
-      gatewayId: config.GATEWAY_ID,
-      host: config.GATEWAY_HOST,
-      port: config.GATEWAY_PORT,
-      sites: config.DWELL_SITES,
-      limits: {
-        ...DEFAULT_FRAME_LIMITS,
-        maxFrameBytes: config.GATEWAY_MAX_FRAME_BYTES,
-        maxEventsPerFrame: config.GATEWAY_MAX_EVENTS_PER_FRAME,
+  let server: RunningGateway;
+  try {
+    server = await startGatewayServer(
+      {
+        gatewayId: config.GATEWAY_ID,
+        host: config.GATEWAY_HOST,
+        port: config.GATEWAY_PORT,
+        sites: config.DWELL_SITES,
+        limits: {
+          ...DEFAULT_FRAME_LIMITS,
+          maxFrameBytes: config.GATEWAY_MAX_FRAME_BYTES,
+          maxEventsPerFrame: config.GATEWAY_MAX_EVENTS_PER_FRAME,
+        },
+        rateEventsPerSecond: config.GATEWAY_RATE_EVENTS_PER_S,
+        rateBurst: config.GATEWAY_RATE_BURST,
+        maxConnectionsPerIp: config.GATEWAY_MAX_CONNECTIONS_PER_IP,
+        trustedProxies: config.GATEWAY_TRUSTED_PROXIES ?? [],
+        idleTimeoutSeconds: config.GATEWAY_IDLE_TIMEOUT_S,
+        maxBackpressureBytes: config.GATEWAY_MAX_BACKPRESSURE_BYTES,
       },
-      rateEventsPerSecond: config.GATEWAY_RATE_EVENTS_PER_S,
-      rateBurst: config.GATEWAY_RATE_BURST,
-      maxConnectionsPerIp: config.GATEWAY_MAX_CONNECTIONS_PER_IP,
-      trustedProxies: config.GATEWAY_TRUSTED_PROXIES ?? [],
-      idleTimeoutSeconds: config.GATEWAY_IDLE_TIMEOUT_S,
-      maxBackpressureBytes: config.GATEWAY_MAX_BACKPRESSURE_BYTES,
-    },
-    { uws, events, rejected, logger: log, metrics, ...(hooks.metricsText ? { metricsText: hooks.metricsText } : {}) },
-  );
+      { uws, events, rejected, logger: log, metrics, commands: commands.channel, ...(hooks.metricsText ? { metricsText: hooks.metricsText } : {}) },
+    );
+  } catch (error) {
+    await commands.stop();
+    await producer.disconnect();
+    throw error;
+  }
   const url = `http://${config.GATEWAY_HOST}:${server.port}`;
   log.info('listening', { url, ws: `${url.replace('http', 'ws')}/v1/ws`, topic: config.DWELL_EVENTS_TOPIC });
 
@@ -82,6 +91,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, hooks:
       (stopping ??= (async () => {
         log.info('draining', { connections: server.connections });
         await server.drain(config.GATEWAY_DRAIN_TIMEOUT_MS);
+        await commands.stop();
         await producer.disconnect();
         log.info('stopped');
       })()),

@@ -6,3 +6,4 @@ export * from './gateway.js';
 export * from './server.js';
 export * from './uws.js';
 export * from './workers.js';
+export * from './commands/index.js';

@@ -15,6 +15,8 @@ import {
 import type { Logger, MetricsRegistry } from '@dwell/runtime';
 import { originAllowed, verifyToken, type Sites, type TokenClaims } from './auth.js';
 import { CloseCode } from './close-codes.js';
+import type { CommandChannel } from './commands/channel.js';
+import type { CommandConnection } from './commands/router.js';
 import type { AppendOutcome, EventLog, LogRecord } from './event-log.js';
 import { GatewayMetrics } from './metrics.js';
 import type { Uws } from './uws.js';
@@ -45,6 +47,8 @@ export interface GatewayDeps {
   readonly metrics: MetricsRegistry;
   /** What `/metrics` serves; default: `metrics.render()`. */
   readonly metricsText?: () => Promise<string>;
+  /** Command delivery and the command endpoints (docs/commands.md); none without it. */
+  readonly commands?: CommandChannel;
 }
 
 interface Connection {
@@ -61,6 +65,8 @@ interface Connection {
   tokens: number;
   tokensAt: number;
   closed: boolean;
+  /** This socket as the command channel knows it, from `open` on. */
+  link: CommandConnection | undefined;
 }
 
 /** Server → client frames, JSON text. */
@@ -153,10 +159,12 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
     return true;
   };
 
-  const send = (ws: WebSocket<Connection>, frame: ServerFrame): void => {
+  const send = (ws: WebSocket<Connection>, frame: ServerFrame): void => sendText(ws, JSON.stringify(frame));
+
+  const sendText = (ws: WebSocket<Connection>, text: string): void => {
     const connection = ws.getUserData();
     if (connection.closed) return;
-    const status = ws.send(JSON.stringify(frame), false);
+    const status = ws.send(text, false);
     if (status === 2 || ws.getBufferedAmount() > options.maxBackpressureBytes) {
       // The client is not reading its acks: it cannot be kept in step, close it (it will resend).
       metrics.slowClientClosed();
@@ -189,6 +197,16 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
     const n = ++connection.received;
     const transport: Transport = isBinary ? 'ws_avro' : 'ws_json';
     metrics.frameIn(message.byteLength);
+    if (!isBinary && connection.link !== undefined && deps.commands?.isControlFrame(message) === true) {
+      // A reply costs one token of the connection's event budget, so replies cannot flood either.
+      if (!takeTokens(connection, 1)) {
+        send(ws, { t: 'error', n, reason: 'rate_limited', detail: `more than ${options.rateEventsPerSecond} frames/s sustained` });
+        settle(ws, n);
+        return;
+      }
+      onControlFrame(ws, connection, connection.link, n, Buffer.from(message.slice(0)));
+      return;
+    }
     // uWebSockets.js neuters `message` after this callback returns; copy before any await.
     const raw = new Uint8Array(message.slice(0));
     const parsed: FrameOutcome = isBinary
@@ -229,6 +247,21 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
       ws.cork(() => {
         if (outcome.stored) metrics.eventsStored(events.length);
         else send(ws, { t: 'nack', n, reason: outcome.reason, retry_after_ms: outcome.retryAfterMs });
+        settle(ws, n);
+      });
+    });
+  };
+
+  /** A reply to a command: settled (acked) once stored, refused with an error, or nacked when Kafka is down. */
+  const onControlFrame = (ws: WebSocket<Connection>, connection: Connection, link: CommandConnection, n: number, raw: Buffer): void => {
+    void (deps.commands as CommandChannel).replyFrame(link, raw.toString('utf8')).then((outcome) => {
+      if (connection.closed) return;
+      if (!outcome.ok && outcome.reason !== 'unavailable') {
+        deadLetter(outcome.reason, outcome.detail, raw, 'ws_json', { remoteAddr: connection.remoteAddr, origin: connection.origin, claims: connection.claims });
+      }
+      ws.cork(() => {
+        if (!outcome.ok && outcome.reason === 'unavailable') send(ws, { t: 'nack', n, reason: 'unavailable', retry_after_ms: 1000 });
+        else if (!outcome.ok) send(ws, { t: 'error', n, reason: outcome.reason, detail: outcome.detail });
         settle(ws, n);
       });
     });
@@ -285,6 +318,7 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
         tokens: options.rateBurst,
         tokensAt: now(),
         closed: false,
+        link: undefined,
       };
       res.cork(() => res.upgrade(connection, key, protocol, extensions, context));
     },
@@ -294,6 +328,12 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
       perIp.set(connection.remoteAddr, (perIp.get(connection.remoteAddr) ?? 0) + 1);
       metrics.connectionOpened();
       send(ws, { t: 'hello', gateway_id: options.gatewayId, connection_id: connection.id, heartbeat_s: options.idleTimeoutSeconds });
+      if (deps.commands !== undefined) {
+        // Commands arrive from Kafka callbacks, outside any uWebSockets.js handler: cork each send.
+        const link: CommandConnection = { id: connection.id, siteId: connection.claims.site_id, userId: connection.claims.user_id, transport: 'ws', send: (text) => void ws.cork(() => sendText(ws, text)) };
+        connection.link = link;
+        deps.commands.attach(link);
+      }
     },
     message: (ws, message, isBinary) => {
       if (message.byteLength > options.limits.maxFrameBytes) {
@@ -321,6 +361,7 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
       const connection = ws.getUserData();
       connection.closed = true;
       sockets.delete(ws);
+      if (connection.link !== undefined) deps.commands?.detach(connection.link);
       const left = (perIp.get(connection.remoteAddr) ?? 1) - 1;
       if (left === 0) perIp.delete(connection.remoteAddr);
       else perIp.set(connection.remoteAddr, left);
@@ -440,6 +481,11 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
     void deps.metricsText().then((body) => {
       if (!aborted) res.cork(() => res.writeHeader('content-type', 'text/plain; version=0.0.4').end(body));
     });
+  });
+  deps.commands?.routes(app, {
+    draining: () => draining,
+    clientAddress: (res, req) => clientAddress(res, req.getHeader('x-forwarded-for'), trusted),
+    deadLetter: (reason, detail, raw, transport, facts) => deadLetter(reason, detail, raw, transport, facts),
   });
   app.any('/*', (res) => {
     res.cork(() => res.writeStatus('404 Not Found').writeHeader('content-type', 'text/plain').end('not found'));

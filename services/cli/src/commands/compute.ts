@@ -2,6 +2,7 @@ import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { PartitionExposure, type ImpressionResult } from '@dwell/exposure';
 import { validateClientEvent, type PageEvent, type Transport } from '@dwell/protocol';
+import { EXPORT_METADATA, isAvroContainer, openAvroEvents, type ExportPartition } from '../audit/avro-file.js';
 
 /**
  * `dwell compute`: recomputes exposure from a file of events with the same core the processor
@@ -12,7 +13,11 @@ import { validateClientEvent, type PageEvent, type Transport } from '@dwell/prot
  *   user_agent, gateway_id, transport, event: {…client event…}}`, or
  * - a client event in the wire format of docs/protocol.md, optionally with `recv_ms`, `site_id`,
  *   `user_id` and `user_agent` beside its fields.
- * Lines are applied in file order, as one partition of the log (file order decides lateness).
+ * Lines are applied in file order, per partition of the log (file order decides lateness): a line's
+ * `partition` field (as export writes it) picks its partition, 0 without one.
+ *
+ * Or an Avro object container file of PageEvents (`dwell export --format avro`, detected by its
+ * `Obj\x01` magic), whose `dwell.partitions` header says which records belong to which partition.
  */
 export interface ComputeReport {
   readonly lines: number;
@@ -35,8 +40,50 @@ export interface AdUserTotal {
   readonly avg_time_in_view_ms: number | null;
 }
 
+/** One input record: its line (or record) number and parsed value, or why it could not be parsed. */
+type InputRecord = { readonly line: number; readonly value: unknown; readonly partition?: number } | { readonly line: number; readonly problem: { reason: string; detail: string } };
+
 export async function compute(lines: AsyncIterable<string>): Promise<ComputeReport> {
-  const partition = new PartitionExposure();
+  return computeRecords(jsonRecords(lines));
+}
+
+/** `compute` on a file: NDJSON, or an Avro container file; `-` reads NDJSON from stdin. */
+export async function computeFile(path: string): Promise<ComputeReport> {
+  if (path !== '-' && (await isAvroContainer(path))) return computeRecords(await avroRecords(path));
+  return computeRecords(jsonRecords(linesOf(path)));
+}
+
+async function* jsonRecords(lines: AsyncIterable<string>): AsyncIterable<InputRecord> {
+  let line = 0;
+  for await (const raw of lines) {
+    line += 1;
+    if (raw.trim() === '') continue;
+    try {
+      yield { line, value: JSON.parse(raw) as unknown };
+    } catch (error) {
+      yield { line, problem: { reason: 'malformed_json', detail: String(error) } };
+    }
+  }
+}
+
+async function avroRecords(path: string): Promise<AsyncIterable<InputRecord>> {
+  const { metadata, records } = await openAvroEvents(path);
+  const layout = JSON.parse(metadata.get(EXPORT_METADATA.partitions) ?? '[]') as ExportPartition[];
+  return (async function* () {
+    let line = 0;
+    let block = 0;
+    let left = layout[0]?.events ?? Infinity;
+    for await (const value of records) {
+      line += 1;
+      while (left <= 0 && block < layout.length - 1) left = layout[++block]?.events ?? Infinity;
+      left -= 1;
+      yield { line, value, partition: layout[block]?.partition ?? 0 };
+    }
+  })();
+}
+
+async function computeRecords(records: AsyncIterable<InputRecord>): Promise<ComputeReport> {
+  const partitions = new Map<number, PartitionExposure>();
   const problems: Array<{ line: number; reason: string; detail: string }> = [];
   const outcomes: Record<string, number> = {};
   const latest = new Map<string, ImpressionResult>();
@@ -44,29 +91,35 @@ export async function compute(lines: AsyncIterable<string>): Promise<ComputeRepo
   let applied = 0;
   let withoutRecvMs = 0;
   const collect = (): void => {
-    const changes = partition.takeChanges();
-    for (const report of [...changes.closed, ...changes.changed]) {
-      for (const result of [...report.impressions, ...report.retracted_impressions]) {
-        latest.set(`${result.page_view_id}\u0000${result.impression_id}`, result);
+    for (const partition of partitions.values()) {
+      const changes = partition.takeChanges();
+      for (const report of [...changes.closed, ...changes.changed]) {
+        for (const result of [...report.impressions, ...report.retracted_impressions]) {
+          latest.set(`${result.page_view_id}\u0000${result.impression_id}`, result);
+        }
       }
     }
   };
-  for await (const raw of lines) {
-    lineNumber += 1;
-    if (raw.trim() === '') continue;
-    let value: unknown;
-    try {
-      value = JSON.parse(raw);
-    } catch (error) {
-      problems.push({ line: lineNumber, reason: 'malformed_json', detail: String(error) });
+  for await (const record of records) {
+    lineNumber = record.line;
+    if ('problem' in record) {
+      problems.push({ line: record.line, ...record.problem });
       continue;
     }
+    const { value } = record;
     const parsed = toPageEvent(value);
     if ('reason' in parsed) {
       problems.push({ line: lineNumber, ...parsed });
       continue;
     }
     if (!parsed.hadRecvMs) withoutRecvMs += 1;
+    const field = (value as Record<string, unknown>)['partition'];
+    const number = record.partition ?? (Number.isSafeInteger(field) ? (field as number) : 0);
+    let partition = partitions.get(number);
+    if (partition === undefined) {
+      partition = new PartitionExposure();
+      partitions.set(number, partition);
+    }
     const outcome = partition.apply(parsed.event);
     outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
     applied += 1;

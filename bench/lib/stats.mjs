@@ -1,0 +1,61 @@
+// Small statistics helpers for benchmarks: percentiles, medians, summaries.
+
+/** The p-th percentile (0..100) of `values` by nearest rank; NaN when empty. Does not mutate. */
+export function percentile(values, p) {
+  if (values.length === 0) return Number.NaN;
+  const sorted = isSorted(values) ? values : Float64Array.from(values).sort();
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))];
+}
+
+/** Several percentiles at once (sorts once). */
+export function percentiles(values, ps = [50, 90, 99, 99.9, 100]) {
+  const sorted = Float64Array.from(values).sort();
+  const out = {};
+  for (const p of ps) out[`p${p}`] = percentile(sorted, p);
+  return out;
+}
+
+/** The median; the mean of the two middle values for an even count; NaN when empty. Ignores NaN/null. */
+export function median(values) {
+  const xs = values.filter((v) => typeof v === 'number' && !Number.isNaN(v)).sort((a, b) => a - b);
+  if (xs.length === 0) return Number.NaN;
+  const mid = xs.length >> 1;
+  return xs.length % 2 === 1 ? xs[mid] : (xs[mid - 1] + xs[mid]) / 2;
+}
+
+export function mean(values) {
+  const xs = values.filter((v) => typeof v === 'number' && !Number.isNaN(v));
+  return xs.length === 0 ? Number.NaN : xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+
+export function min(values) {
+  const xs = values.filter((v) => typeof v === 'number' && !Number.isNaN(v));
+  return xs.length === 0 ? Number.NaN : Math.min(...xs);
+}
+
+export function max(values) {
+  const xs = values.filter((v) => typeof v === 'number' && !Number.isNaN(v));
+  return xs.length === 0 ? Number.NaN : Math.max(...xs);
+}
+
+/** Median of each numeric leaf across several objects of the same shape (per-round results → medians). */
+export function medianOf(objects) {
+  const first = objects.find((o) => o !== undefined && o !== null);
+  if (first === undefined) return undefined;
+  if (typeof first === 'number') return median(objects);
+  if (typeof first !== 'object' || Array.isArray(first)) return first;
+  const out = {};
+  for (const key of Object.keys(first)) {
+    const leaf = objects.map((o) => (o == null ? undefined : o[key]));
+    const value = medianOf(leaf);
+    if (value !== undefined) out[key] = value;
+  }
+  return out;
+}
+
+function isSorted(values) {
+  if (!(values instanceof Float64Array)) return false;
+  for (let i = 1; i < values.length; i++) if (values[i - 1] > values[i]) return false;
+  return true;
+}
