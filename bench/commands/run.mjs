@@ -111,7 +111,16 @@ async function main() {
   let broker;
   let brokers = process.env.KAFKA_BROKERS;
   if (!brokers) {
-    broker = await startLocalKafka({ onProgress: (line) => log(line) });
+    // The launcher formats storage with a random cluster id; one that starts with '-' is taken
+    // for an option by kafka-storage (1 in 64 starts): try again with a fresh id.
+    for (let attempt = 1; broker === undefined; attempt++) {
+      try {
+        broker = await startLocalKafka({ onProgress: (line) => log(line) });
+      } catch (error) {
+        if (attempt >= 3 || !String(error).includes('--cluster-id')) throw error;
+        log('the broker refused its random cluster id; starting again');
+      }
+    }
     brokers = broker.brokers;
   }
   const suffix = `${Date.now().toString(36)}`;

@@ -624,6 +624,7 @@ async function throughputAndLatency(kind, round, workers, withLatency) {
       `${tag}: Kafka holds ${fmt(stored)} records on ${topic}; clients got acks for ${fmt(totals.ackedEvents)} events: ${check.ok ? 'ok (stored ≥ acked)' : 'MISMATCH'}`,
     );
     return {
+      code: gateway.code,
       throughput: thr,
       ...(latency ? { latency } : {}),
       ...(extraLatency.length ? { latencyAtFixedRates: extraLatency } : {}),

@@ -126,7 +126,11 @@ export async function startLocalKafka(options: LocalKafkaOptions = {}): Promise<
 
   if (!existsSync(join(logDir, 'meta.properties'))) {
     progress(`formatting KRaft storage in ${logDir}`);
-    const clusterId = randomBytes(16).toString('base64url');
+    // A KRaft cluster id is 16 random bytes in base64url; one starting with '-' would be read by
+    // the storage tool as an option, so draw again until it starts with a letter or digit.
+    let clusterId: string;
+    do clusterId = randomBytes(16).toString('base64url');
+    while (!/^[A-Za-z0-9]/.test(clusterId));
     await run('java', [
       ...jvm,
       '-cp',
