@@ -1,4 +1,4 @@
-import { Kafka, Partitioners, logLevel, type ITopicConfig, type LogEntry, type Producer, type ProducerConfig, type logCreator } from 'kafkajs';
+import { Kafka, Partitioners, logLevel, type Admin, type ITopicConfig, type LogEntry, type Producer, type ProducerConfig, type logCreator } from 'kafkajs';
 import type { Logger } from '@dwell/runtime';
 
 /** How to reach a Kafka cluster. Built from `KAFKA_BROKERS` by the services' config. */
@@ -25,7 +25,7 @@ export function createKafka(connection: KafkaConnection): Kafka {
     const { message, ...fields } = entry.log;
     const line = `${entry.namespace}: ${String(message)}`;
     // Rebalances and coordinator moves are routine; KafkaJS retries them and logs them as errors.
-    if (entry.level === logLevel.ERROR && TRANSIENT.test(String(fields['error'] ?? ''))) logger.debug(line, fields);
+    if (entry.level === logLevel.ERROR && TRANSIENT.test(`${line} ${String(fields['error'] ?? '')}`)) logger.debug(line, fields);
     else if (entry.level === logLevel.ERROR) logger.error(line, fields);
     else if (entry.level === logLevel.WARN) logger.warn(line, fields);
     else logger.debug(line, fields);
@@ -49,7 +49,15 @@ export interface TopicSpec {
   readonly configEntries?: Readonly<Record<string, string>>;
 }
 
-/** Creates the topics that do not exist yet; existing ones are left as they are. */
+/** How long ensureTopics waits for every partition's leader to serve the topic. */
+const TOPIC_READY_TIMEOUT_MS = 30_000;
+
+/**
+ * Creates the topics that do not exist yet (existing ones are left as they are), then waits until
+ * every partition's leader answers for it: right after a create, metadata may already name a
+ * leader that does not host the partition yet, and a produce or fetch then fails with
+ * UNKNOWN_TOPIC_OR_PARTITION.
+ */
 export async function ensureTopics(kafka: Kafka, specs: readonly TopicSpec[]): Promise<string[]> {
   const admin = kafka.admin();
   await admin.connect();
@@ -65,16 +73,42 @@ export async function ensureTopics(kafka: Kafka, specs: readonly TopicSpec[]): P
       }));
     if (missing.length > 0) {
       try {
-        await admin.createTopics({ topics: missing, waitForLeaders: true });
+        // Not waitForLeaders: KafkaJS then retries only LEADER_NOT_AVAILABLE, and a fresh topic can also
+        // answer UNKNOWN_TOPIC_OR_PARTITION for a moment. waitUntilServed below covers both.
+        await admin.createTopics({ topics: missing, waitForLeaders: false });
       } catch (error) {
         // Another process created them between our list and our create: that is the goal anyway.
         if (!onlyAlreadyExists(error)) throw error;
       }
     }
+    await waitUntilServed(admin, specs.map((spec) => spec.topic));
     return missing.map((spec) => spec.topic);
   } finally {
     await admin.disconnect();
   }
+}
+
+async function waitUntilServed(admin: Admin, topics: readonly string[]): Promise<void> {
+  const deadline = Date.now() + TOPIC_READY_TIMEOUT_MS;
+  for (const topic of topics) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        // ListOffsets goes to each partition's leader: it answers only once it hosts the partition.
+        await admin.fetchTopicOffsets(topic);
+        break;
+      } catch (error) {
+        if ((error as { retriable?: unknown }).retriable !== true && !notServedYet(error)) throw error;
+        if (Date.now() >= deadline)
+          throw new Error(`topic ${topic} exists but its partitions are not served after ${TOPIC_READY_TIMEOUT_MS / 1000} s; is every broker up?`, { cause: error });
+        await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 25 * 2 ** attempt)));
+      }
+    }
+  }
+}
+
+function notServedYet(error: unknown): boolean {
+  const type = (error as { type?: unknown }).type;
+  return type === 'UNKNOWN_TOPIC_OR_PARTITION' || type === 'LEADER_NOT_AVAILABLE' || type === 'NOT_LEADER_FOR_PARTITION';
 }
 
 /** Per partition: the earliest offset whose timestamp is ≥ `timestampMs` (the high watermark if none). */
