@@ -4,8 +4,10 @@
 //                256 KiB per partition, or BENCH_MAX_BYTES)
 //       read     dwell's readLog (throwaway group, offset ranges), counting records
 //       decode   readLog + decodePageEvent of every record (main thread)
-//       replay   what `dwell replay` runs: readLog + the parallel replay (worker threads decoding and
-//                running PartitionExposure per partition) + the results' checksums
+//       replay   what `dwell replay` runs: worker threads (one per core) that each read their share of
+//                the partitions with their own consumer, decode and run PartitionExposure; then
+//                the merged results' checksums. Its streaming time starts at the first progress
+//                report of a worker (up to 100 ms after its first record).
 //       replay1  the same on the main thread only (ReplayEngine)
 // Prints one JSON line: records, wall ms (group join included) and streaming ms (first record to
 // the end of processing).
@@ -14,7 +16,7 @@ import { performance } from 'node:perf_hooks';
 import { createKafka, readLog, topicOffsets } from '@dwell/kafka';
 import { decodePageEvent } from '@dwell/protocol';
 import { ReplayEngine } from '../../services/cli/dist/audit/replay-engine.js';
-import { ParallelReplay, defaultWorkers } from '../../services/cli/dist/audit/parallel-replay.js';
+import { replayInWorkers, defaultWorkers } from '../../services/cli/dist/audit/parallel-replay.js';
 import { replayRows } from '../../services/cli/dist/audit/compare.js';
 import { checksumsOf, adDayTotals } from '../../services/cli/dist/audit/canonical.js';
 
@@ -54,28 +56,34 @@ if (mode === 'kafkajs') {
   const scope = { fromMs: 0, toMs: Number.MAX_SAFE_INTEGER };
   const engine = mode === 'replay1' ? new ReplayEngine(scope) : undefined;
   const workers = Number(process.env.BENCH_WORKERS ?? defaultWorkers(offsets.length));
-  const parallel = mode === 'replay' ? ParallelReplay.start(scope, offsets.map((p) => p.partition), { workers }) : undefined;
-  await readLog(kafka, {
-    ...(process.env.BENCH_MAX_BYTES === undefined ? {} : { maxBytesPerPartition: Number(process.env.BENCH_MAX_BYTES) }),
-    topic,
-    ranges: offsets.map((p) => ({ partition: p.partition, start: p.low, end: p.high })),
-    onRecords: (partition, batch) => {
-      first ??= performance.now();
-      records += batch.length;
-      if (mode === 'decode') for (const r of batch) decodePageEvent(r.value);
-      else if (engine !== undefined) return engine.partition(partition).applyAll(batch);
-      else if (parallel !== undefined) return parallel.feed(partition, batch);
-      return true;
-    },
-  });
   let result;
+  if (mode === 'replay') {
+    // What `dwell replay` runs: each worker thread reads its partitions and replays them.
+    result = await replayInWorkers(
+      offsets.map((p) => ({ ...p, start: p.low })),
+      { brokers: brokers.split(','), clientId: 'bench-replay', topic, scope, workers, onProgress: (n) => (first ??= n > 0 ? performance.now() : undefined) },
+    );
+    records = result.counts.records;
+  } else {
+    await readLog(kafka, {
+      ...(process.env.BENCH_MAX_BYTES === undefined ? {} : { maxBytesPerPartition: Number(process.env.BENCH_MAX_BYTES) }),
+      topic,
+      ranges: offsets.map((p) => ({ partition: p.partition, start: p.low, end: p.high })),
+      onRecords: (partition, batch) => {
+        first ??= performance.now();
+        records += batch.length;
+        if (mode === 'decode') for (const r of batch) decodePageEvent(r.value);
+        else if (engine !== undefined) return engine.partition(partition).applyAll(batch);
+        return true;
+      },
+    });
+  }
   if (engine !== undefined) result = engine.finish();
-  if (parallel !== undefined) result = await parallel.finish();
   if (result !== undefined) {
     const rows = replayRows(result.pageViews, scope);
     checksum = checksumsOf(rows.impressions, rows.minutes, adDayTotals(rows.impressions, rows.minutes)).impressions;
   }
-  report(performance.now(), result === undefined ? undefined : { workers: parallel === undefined ? 0 : workers });
+  report(performance.now(), result === undefined ? undefined : { workers: mode === 'replay' ? workers : 0 });
 }
 
 /** CPU time of the whole process (every thread) per record, µs: what the work costs, whatever else runs. */

@@ -111,8 +111,15 @@ export async function readLog(kafka: Kafka, options: ReadLogOptions): Promise<Re
   let running = false;
   try {
     await consumer.connect();
-    consumer.on(consumer.events.CRASH, ({ payload }) => finish(payload.error));
-    consumer.on(consumer.events.GROUP_JOIN, () => {
+    // A retriable failure (e.g. the group coordinator still loading on a fresh broker) restarts
+    // the consumer by itself; the rejoin then seeks again (GROUP_JOIN below).
+    consumer.on(consumer.events.CRASH, ({ payload }) => {
+      if (!payload.restart) finish(payload.error);
+    });
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+      // This member gets every partition of the topic: hold still the ones not asked for.
+      const idle = (payload.memberAssignment[topic] ?? []).filter((partition) => !pending.has(partition));
+      if (idle.length > 0) consumer.pause([{ topic, partitions: idle }]);
       if (running) seekAll();
     });
     await consumer.subscribe({ topic, fromBeginning: true });

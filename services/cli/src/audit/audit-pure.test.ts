@@ -5,6 +5,7 @@ import { adDayTotals, canonicalImpression, checksumOfLines, checksumsOf, isRetra
 import { compare, replayRows } from './compare.js';
 import { diffRows } from './diff.js';
 import { retentionGaps } from './log-plan.js';
+import { assignPartitions } from './parallel-replay.js';
 import { canonicalJson, rulesInfo, schemaFingerprints } from './manifest.js';
 import type { AuditScope, ReplayedPageView } from './replay-engine.js';
 import { reportChecksum, verdictOf } from './report.js';
@@ -221,24 +222,6 @@ describe('manifest and report checksum', () => {
   });
 });
 
-describe('batch layout', () => {
-  it('packs records into one buffer and reads them back, null values included', async () => {
-    const { batchBytes, batchViews, packBatch } = await import('./batch-layout.js');
-    const records = [
-      { offset: 7, timestampMs: 1_800_000_000_000, key: null, value: Buffer.from('abc') },
-      { offset: 9, timestampMs: 1_800_000_000_001, key: null, value: null },
-      { offset: 10, timestampMs: 1_800_000_000_002, key: null, value: Buffer.from('de') },
-    ];
-    const buffer = new ArrayBuffer(batchBytes(records) + 64);
-    packBatch(records, buffer);
-    const { offsets, timestamps, ends, values } = batchViews(buffer, records.length);
-    expect([...offsets]).toEqual([7, 9, 10]);
-    expect([...timestamps]).toEqual([1_800_000_000_000, 1_800_000_000_001, 1_800_000_000_002]);
-    expect([...ends]).toEqual([3, -1, 5]);
-    expect(Buffer.from(values).toString()).toBe('abcde');
-  });
-});
-
 describe('progress', () => {
   it('draws a bar on a terminal and plain lines otherwise, with events/s from the first record', async () => {
     const { Progress } = await import('./progress.js');
@@ -259,5 +242,14 @@ describe('progress', () => {
     now += 5000;
     plain.update(5);
     expect(lines).toEqual([expect.stringMatching(/^export: scan: 50\.0% {2}5\/10 events/)]);
+  });
+});
+
+describe('assignPartitions', () => {
+  it('balances partitions over workers by the records to read', () => {
+    const plan = (partition: number, records: number) => ({ partition, low: 0n, high: BigInt(records), start: 0n });
+    const shares = assignPartitions([plan(0, 100), plan(1, 10), plan(2, 60), plan(3, 50)], 2);
+    expect(shares.map((s) => s.map((p) => p.partition))).toEqual([[0, 1], [2, 3]]);
+    expect(assignPartitions([plan(0, 5)], 4)).toEqual([[plan(0, 5)]]);
   });
 });

@@ -1,23 +1,17 @@
 /**
- * The replay spread over worker threads: Kafka is read on the main thread, and each partition's
- * records go, in log order, to the one worker that owns the partition, which decodes them and runs
- * its PartitionReplay. Partitions are independent, so the results are exactly ReplayEngine's
- * (tested by the integration tests, which run the CLI). Decoding and the exposure core are what a
- * replay spends its time on; the workers put every core on them.
+ * The replay spread over worker threads. Partitions are independent, so each worker owns a share
+ * of them end to end: its own throwaway consumer reads them (KafkaJS decodes records on the
+ * thread that fetches them), and its own PartitionReplays decode and recompute them in log order.
+ * The main thread only merges the results, which are exactly ReplayEngine's in one thread (the
+ * benchmark checks the checksums agree). Reading, Avro decoding and the exposure core are what a
+ * replay spends its time on; this puts every core on them without copying records between threads.
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { RulesConfig } from '@dwell/exposure';
-import type { LogRecord } from '@dwell/kafka';
+import type { PartitionPlan } from './log-plan.js';
 import type { AuditScope, PartitionSummary, ReplayCounts, ReplayedPageView } from './replay-engine.js';
-import { batchBytes, packBatch } from './batch-layout.js';
-import type { FromWorker, ToWorker } from './replay-worker.js';
-
-/** Batches a worker may have queued before the reader waits for it. */
-const MAX_QUEUED_BATCHES = 8;
-/** Batch buffers kept for reuse: allocating large buffers is what makes V8 collect garbage. */
-const MAX_POOLED_BUFFERS = 32;
-const MIN_BUFFER_BYTES = 1024 * 1024;
+import type { FromWorker, ReplayWorkerData } from './replay-worker.js';
 
 export interface ReplayResult {
   readonly pageViews: ReplayedPageView[];
@@ -27,147 +21,88 @@ export interface ReplayResult {
   readonly seen: ReadonlySet<string>;
 }
 
+export interface ParallelReplayOptions {
+  readonly brokers: readonly string[];
+  readonly clientId: string;
+  readonly topic: string;
+  readonly scope: AuditScope;
+  /** Worker threads; at most one per partition. */
+  readonly workers: number;
+  readonly rules?: RulesConfig | undefined;
+  readonly keepRefused?: boolean;
+  /** Records applied so far, all workers together (every ~100 ms). */
+  readonly onProgress?: (records: number) => void;
+  readonly onWarning?: (message: string) => void;
+}
+
 /** Default workers: one per core, at most one per partition. */
 export function defaultWorkers(partitions: number): number {
   return Math.max(1, Math.min(partitions, availableParallelism()));
 }
 
-interface WorkerSlot {
-  readonly worker: Worker;
-  queued: number;
-  wake: (() => void) | undefined;
-  result: { resolve: (message: WorkerResult) => void; reject: (error: Error) => void } | undefined;
+/** Shares of the partitions, balanced by the records to read (largest first to the least loaded). */
+export function assignPartitions(partitions: readonly PartitionPlan[], workers: number): PartitionPlan[][] {
+  const shares = Array.from({ length: Math.max(1, Math.min(workers, partitions.length)) }, () => ({ load: 0n, plans: [] as PartitionPlan[] }));
+  const bySize = [...partitions].sort((a, b) => (b.high - b.start > a.high - a.start ? 1 : b.high - b.start < a.high - a.start ? -1 : a.partition - b.partition));
+  for (const plan of bySize) {
+    const share = shares.reduce((least, s) => (s.load < least.load ? s : least));
+    share.plans.push(plan);
+    share.load += plan.high - plan.start;
+  }
+  return shares.map((s) => s.plans.sort((a, b) => a.partition - b.partition)).filter((plans) => plans.length > 0);
 }
 
-type WorkerResult = Extract<FromWorker, { type: 'result' }>;
-
-export class ParallelReplay {
-  private readonly slots: WorkerSlot[];
-  private readonly owner = new Map<number, WorkerSlot>();
-  private readonly complete = new Set<number>();
-  private failure: Error | undefined;
-  private closing = false;
-  private applied = 0;
-  private readonly pool: ArrayBuffer[] = [];
-
-  private constructor(slots: WorkerSlot[], partitions: readonly number[]) {
-    this.slots = slots;
-    partitions.forEach((partition, i) => {
-      const slot = slots[i % slots.length];
-      if (slot !== undefined) this.owner.set(partition, slot);
-    });
-  }
-
-  static start(scope: AuditScope, partitions: readonly number[], options: { workers: number; rules?: RulesConfig; keepRefused?: boolean }): ParallelReplay {
-    const count = Math.max(1, Math.min(options.workers, partitions.length));
-    const slots: WorkerSlot[] = [];
-    for (let i = 0; i < count; i++) {
-      // A larger young generation: decoding allocates many short-lived strings.
-      const worker = new Worker(new URL('./replay-worker.js', import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: 96 } });
-      slots.push({ worker, queued: 0, wake: undefined, result: undefined });
-    }
-    const replay = new ParallelReplay(slots, partitions);
-    for (const slot of slots) {
-      slot.worker.on('message', (message: FromWorker) => replay.onMessage(slot, message));
-      slot.worker.on('error', (error) => replay.fail(error));
-      slot.worker.on('exit', (code) => {
-        if (!replay.closing) replay.fail(new Error(`a replay worker exited (code ${code})`));
-      });
-      slot.worker.postMessage({ type: 'init', scope, rules: options.rules, keepRefused: options.keepRefused ?? false } satisfies ToWorker);
-    }
-    return replay;
-  }
-
-  /** Records acknowledged by the workers (for progress). */
-  get recordsApplied(): number {
-    return this.applied;
-  }
-
-  /**
-   * Hands a partition's next records to its worker. Resolves to false once the partition is known
-   * to be complete (the reader stops it); waits while the worker is too far behind.
-   */
-  async feed(partition: number, records: readonly LogRecord[]): Promise<boolean> {
-    if (this.failure !== undefined) throw this.failure;
-    if (this.complete.has(partition)) return false;
-    const slot = this.owner.get(partition);
-    if (slot === undefined) throw new Error(`partition ${partition} was not announced to the replay`);
-    const bytes = batchBytes(records);
-    const buffer = this.takeBuffer(bytes);
-    packBatch(records, buffer);
-    slot.queued += 1;
-    slot.worker.postMessage({ type: 'batch', partition, count: records.length, buffer } satisfies ToWorker, [buffer]);
-    while (slot.queued > MAX_QUEUED_BATCHES && this.failure === undefined) await new Promise<void>((resolve) => (slot.wake = resolve));
-    if (this.failure !== undefined) throw this.failure;
-    return !this.complete.has(partition);
-  }
-
-  /** Waits for every worker to finish its queue and merges their results. */
-  async finish(): Promise<ReplayResult> {
-    try {
-      const results = await Promise.all(
-        this.slots.map(
-          (slot) =>
-            new Promise<WorkerResult>((resolve, reject) => {
-              if (this.failure !== undefined) {
-                reject(this.failure);
-                return;
+/** Reads and replays the planned partitions on worker threads; resolves to the merged results. */
+export async function replayInWorkers(partitions: readonly PartitionPlan[], options: ParallelReplayOptions): Promise<ReplayResult> {
+  const shares = assignPartitions(partitions, options.workers);
+  const progress = shares.map(() => 0);
+  const workers: Worker[] = [];
+  try {
+    const results = await Promise.all(
+      shares.map(
+        (share, i) =>
+          new Promise<Extract<FromWorker, { type: 'result' }>>((resolve, reject) => {
+            const data: ReplayWorkerData = {
+              brokers: options.brokers,
+              clientId: `${options.clientId}-${i}`,
+              topic: options.topic,
+              ranges: share.map((p) => ({ partition: p.partition, start: p.start.toString(), end: p.high.toString() })),
+              scope: options.scope,
+              rules: options.rules,
+              keepRefused: options.keepRefused ?? false,
+            };
+            // A larger young generation: decoding allocates many short-lived strings.
+            const worker = new Worker(new URL('./replay-worker.js', import.meta.url), { workerData: data, resourceLimits: { maxYoungGenerationSizeMb: 64 } });
+            workers.push(worker);
+            let settled = false;
+            worker.on('message', (message: FromWorker) => {
+              if (message.type === 'progress') {
+                progress[i] = message.records;
+                options.onProgress?.(progress.reduce((a, b) => a + b, 0));
+              } else if (message.type === 'warning') {
+                options.onWarning?.(message.message);
+              } else {
+                settled = true;
+                resolve(message);
               }
-              slot.result = { resolve, reject };
-              slot.worker.postMessage({ type: 'finish' } satisfies ToWorker);
-            }),
-        ),
-      );
-      return merge(results);
-    } finally {
-      await this.abort();
-    }
-  }
-
-  /** Stops the workers (after the results, or after a read failed). */
-  async abort(): Promise<void> {
-    this.closing = true;
-    await Promise.all(this.slots.map((slot) => slot.worker.terminate()));
-  }
-
-  /** A pooled buffer of at least `bytes` (buffers come back with the acks), or a new one. */
-  private takeBuffer(bytes: number): ArrayBuffer {
-    for (let i = this.pool.length - 1; i >= 0; i--) {
-      const buffer = this.pool[i] as ArrayBuffer;
-      if (buffer.byteLength >= bytes) {
-        this.pool.splice(i, 1);
-        return buffer;
-      }
-    }
-    return new ArrayBuffer(Math.max(bytes, MIN_BUFFER_BYTES));
-  }
-
-  private onMessage(slot: WorkerSlot, message: FromWorker): void {
-    if (message.type === 'ack') {
-      if (this.pool.length < MAX_POOLED_BUFFERS) this.pool.push(message.buffer);
-      slot.queued -= 1;
-      this.applied += message.records;
-      if (message.complete) this.complete.add(message.partition);
-      const wake = slot.wake;
-      slot.wake = undefined;
-      wake?.();
-    } else {
-      slot.result?.resolve(message);
-    }
-  }
-
-  private fail(error: Error): void {
-    this.failure ??= error;
-    for (const slot of this.slots) {
-      const wake = slot.wake;
-      slot.wake = undefined;
-      wake?.();
-      slot.result?.reject(error);
-    }
+            });
+            worker.on('error', (error) => {
+              settled = true;
+              reject(error);
+            });
+            worker.on('exit', (code) => {
+              if (!settled) reject(new Error(`a replay worker exited (code ${code}) before its results`));
+            });
+          }),
+      ),
+    );
+    return merge(results);
+  } finally {
+    await Promise.all(workers.map((worker) => worker.terminate()));
   }
 }
 
-function merge(results: readonly WorkerResult[]): ReplayResult {
+function merge(results: ReadonlyArray<Extract<FromWorker, { type: 'result' }>>): ReplayResult {
   const seen = new Set<string>();
   const pageViews: ReplayedPageView[] = [];
   const partitions: PartitionSummary[] = [];

@@ -147,19 +147,6 @@ export class PartitionReplay {
     return true;
   }
 
-  /** `applyAll` over a packed batch (batch-layout.ts), without a record object per record. */
-  applyPacked(offsets: Float64Array, timestamps: Float64Array, ends: Int32Array, values: Buffer): boolean {
-    if (this.stopped === 'complete') return false;
-    let start = 0;
-    for (let i = 0; i < offsets.length; i++) {
-      const end = ends[i] ?? -1;
-      this.apply(offsets[i] ?? 0, timestamps[i] ?? 0, end < 0 ? null : values.subarray(start, end));
-      if (end >= 0) start = end;
-      if (this.reachedEnd()) return false;
-    }
-    return true;
-  }
-
   private reachedEnd(): boolean {
     const watermark = this.exposure.watermarkMs;
     if (watermark !== null && watermark > this.horizonMs && watermark - this.inScopeLastRecvMs > this.latenessMs) {

@@ -1,60 +1,55 @@
 /**
- * A worker thread of the parallel replay: the partitions given to it, each through its own
- * PartitionReplay, exactly as ReplayEngine does in one thread. See parallel-replay.ts.
+ * A worker thread of the parallel replay: reads its share of the partitions from Kafka with a
+ * consumer of its own and runs each through its PartitionReplay, exactly as ReplayEngine does in
+ * one thread. See parallel-replay.ts.
  */
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { DEFAULT_RULES_CONFIG, type RulesConfig } from '@dwell/exposure';
-import { batchViews } from './batch-layout.js';
+import { createKafka, readLog } from '@dwell/kafka';
 import { ReplayEngine, type AuditScope } from './replay-engine.js';
 
-/** Main → worker. */
-export type ToWorker =
-  | { readonly type: 'init'; readonly scope: AuditScope; readonly rules: RulesConfig | undefined; readonly keepRefused: boolean }
-  | {
-      readonly type: 'batch';
-      readonly partition: number;
-      readonly count: number;
-      /** See batch-layout.ts. Handed back in the ack, for reuse. */
-      readonly buffer: ArrayBuffer;
-    }
-  | { readonly type: 'finish' };
+/** What the main thread hands a worker. Offsets travel as decimal strings. */
+export interface ReplayWorkerData {
+  readonly brokers: readonly string[];
+  readonly clientId: string;
+  readonly topic: string;
+  readonly ranges: ReadonlyArray<{ readonly partition: number; readonly start: string; readonly end: string }>;
+  readonly scope: AuditScope;
+  readonly rules: RulesConfig | undefined;
+  readonly keepRefused: boolean;
+}
 
 /** Worker → main. */
 export type FromWorker =
-  | { readonly type: 'ack'; readonly partition: number; readonly records: number; readonly complete: boolean; readonly buffer: ArrayBuffer }
+  | { readonly type: 'progress'; readonly records: number }
+  | { readonly type: 'warning'; readonly message: string }
   | { readonly type: 'result'; readonly result: ReturnType<ReplayEngine['finish']>; readonly seen: string[] };
+
+const PROGRESS_EVERY_MS = 100;
 
 const port = parentPort;
 if (port === null) throw new Error('replay-worker.js runs as a worker thread');
+const data = workerData as ReplayWorkerData;
 
-let engine: ReplayEngine | undefined;
-const complete = new Set<number>();
-
-port.on('message', (message: ToWorker) => {
-  switch (message.type) {
-    case 'init':
-      engine = new ReplayEngine(message.scope, message.rules ?? DEFAULT_RULES_CONFIG, { keepRefused: message.keepRefused });
-      return;
-    case 'batch': {
-      if (engine === undefined) throw new Error('batch before init');
-      const { partition, count, buffer } = message;
-      const replay = engine.partition(partition);
-      let applied = 0;
-      let more = !complete.has(partition);
-      if (more) {
-        const { offsets, timestamps, ends, values } = batchViews(buffer, count);
-        more = replay.applyPacked(offsets, timestamps, ends, Buffer.from(values.buffer, values.byteOffset, values.byteLength));
-        applied = count;
-        if (!more) complete.add(partition);
-      }
-      port.postMessage({ type: 'ack', partition, records: applied, complete: !more, buffer } satisfies FromWorker, [buffer]);
-      return;
+const engine = new ReplayEngine(data.scope, data.rules ?? DEFAULT_RULES_CONFIG, { keepRefused: data.keepRefused });
+for (const range of data.ranges) engine.partition(range.partition);
+const kafka = createKafka({ brokers: data.brokers, clientId: data.clientId });
+let records = 0;
+let postedAt = 0;
+await readLog(kafka, {
+  topic: data.topic,
+  ranges: data.ranges.map((r) => ({ partition: r.partition, start: BigInt(r.start), end: BigInt(r.end) })),
+  onRecords: (partition, batch) => {
+    const more = engine.partition(partition).applyAll(batch);
+    records += batch.length;
+    const now = Date.now();
+    if (now - postedAt >= PROGRESS_EVERY_MS) {
+      postedAt = now;
+      port.postMessage({ type: 'progress', records } satisfies FromWorker);
     }
-    case 'finish': {
-      if (engine === undefined) throw new Error('finish before init');
-      const result = engine.finish();
-      port.postMessage({ type: 'result', result, seen: [...engine.seen] } satisfies FromWorker);
-      return;
-    }
-  }
+    return more;
+  },
+  onWarning: (message) => port.postMessage({ type: 'warning', message } satisfies FromWorker),
 });
+const result = engine.finish();
+port.postMessage({ type: 'result', result, seen: [...engine.seen] } satisfies FromWorker);

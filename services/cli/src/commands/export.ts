@@ -43,7 +43,7 @@ export async function exportCommand(argv: readonly string[], io: CommandIO): Pro
   const workers = workersFrom(values['workers']);
   const { config, brokers } = auditEnvironment(io.env);
   const kafka = createKafka({ brokers, clientId: 'dwell-export' });
-  return runExport(kafka, config.DWELL_EVENTS_TOPIC, scope, { out, format }, io, { workers });
+  return runExport(kafka, config.DWELL_EVENTS_TOPIC, scope, { out, format }, io, { brokers, workers });
 }
 
 /** Whether a page view belongs in the file: ad and campaign filters take whole page views that show one. */
@@ -60,7 +60,7 @@ export async function runExport(
   scope: AuditScope,
   target: { out: string; format: ExportFormat },
   io: CommandIO,
-  options: { workers?: number | undefined } = {},
+  options: { brokers: readonly string[]; workers?: number | undefined },
 ): Promise<number> {
   const note = (line: string): void => void io.stderr.write(`dwell export: ${line}\n`);
   const rules = DEFAULT_RULES_CONFIG;
@@ -77,7 +77,16 @@ export async function runExport(
   }
 
   // Pass 1: the replay's computation finds the page views in scope and the events the log took in.
-  const replayed = await readAndReplay(kafka, plan, scope, { workers: options.workers, rules: undefined, keepRefused: true, label: 'export: scan', io, note });
+  const replayed = await readAndReplay(plan, scope, {
+    brokers: options.brokers,
+    clientId: 'dwell-export',
+    workers: options.workers,
+    rules: undefined,
+    keepRefused: true,
+    label: 'export: scan',
+    io,
+    note,
+  });
   const views = replayed.pageViews.filter((v) => exported(v, scope));
 
   const byPartition = new Map<number, Map<string, ReplayedPageView[]>>();

@@ -7,7 +7,7 @@
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { DEFAULT_RULES_CONFIG, type RulesConfig } from '@dwell/exposure';
-import { createKafka, readLog, type Kafka } from '@dwell/kafka';
+import { createKafka } from '@dwell/kafka';
 import {
   billedImpressions,
   billedImpressionsOfPageViews,
@@ -28,7 +28,7 @@ import { planRead, RetentionError, TopicMissingError, type LogPlan } from '../au
 import { codeVersion, rulesInfo, schemaFingerprints } from '../audit/manifest.js';
 import { auditEnvironment, describeFilter, scopeFrom, type AuditEnvironment } from '../audit/options.js';
 import { Progress, type ProgressSink } from '../audit/progress.js';
-import { defaultWorkers, ParallelReplay, type ReplayResult } from '../audit/parallel-replay.js';
+import { defaultWorkers, replayInWorkers, type ReplayResult } from '../audit/parallel-replay.js';
 import { leadInMs, TIMESTAMP_SKEW_MARGIN_MS, type AuditScope } from '../audit/replay-engine.js';
 import { formatReportText, REPORT_FORMAT, reportChecksum, verdictOf, type PartitionManifest, type ReplayManifest, type ReplayReport } from '../audit/report.js';
 import { uuidv7 } from '../uuid.js';
@@ -144,7 +144,16 @@ export async function runReplay(options: ReplayOptions, io: CommandIO): Promise<
         `the range ${new Date(scope.fromMs).toISOString()} … ${new Date(scope.toMs).toISOString()} minus a lead-in of ${Math.round(leadIn / 60_000)} min`,
     );
     const readStarted = Date.now();
-    const replayed = await readAndReplay(kafka, plan, scope, { workers: options.workers, rules: options.rules, keepRefused: false, label: 'replay', io, note });
+    const replayed = await readAndReplay(plan, scope, {
+      brokers: environment.brokers,
+      clientId: `dwell-replay-${replayId.slice(-8)}`,
+      workers: options.workers,
+      rules: options.rules,
+      keepRefused: false,
+      label: 'replay',
+      io,
+      note,
+    });
     const readMs = Date.now() - readStarted;
     const rows = replayRows(replayed.pageViews, scope);
 
@@ -281,34 +290,31 @@ export async function runReplay(options: ReplayOptions, io: CommandIO): Promise<
 
 /** Reads the planned ranges and replays them on worker threads, with progress on stderr. */
 export async function readAndReplay(
-  kafka: Kafka,
   plan: LogPlan,
   scope: AuditScope,
-  options: { workers: number | undefined; rules: RulesConfig | undefined; keepRefused: boolean; label: string; io: CommandIO; note: (line: string) => void },
+  options: {
+    brokers: readonly string[];
+    clientId: string;
+    workers: number | undefined;
+    rules: RulesConfig | undefined;
+    keepRefused: boolean;
+    label: string;
+    io: CommandIO;
+    note: (line: string) => void;
+  },
 ): Promise<ReplayResult> {
-  const partitions = plan.partitions.map((p) => p.partition);
-  const replay = ParallelReplay.start(scope, partitions, {
-    workers: options.workers ?? defaultWorkers(partitions.length),
-    keepRefused: options.keepRefused,
-    ...(options.rules === undefined ? {} : { rules: options.rules }),
-  });
   const progress = new Progress(options.io.stderr, options.label, plan.partitions.reduce((sum, p) => sum + Number(p.high - p.start), 0));
-  try {
-    await readLog(kafka, {
-      topic: plan.topic,
-      ranges: plan.partitions.map((p) => ({ partition: p.partition, start: p.start, end: p.high })),
-      onRecords: async (partition, records) => {
-        const more = await replay.feed(partition, records);
-        progress.update(replay.recordsApplied);
-        return more;
-      },
-      onWarning: options.note,
-    });
-  } catch (error) {
-    await replay.abort();
-    throw error;
-  }
-  const result = await replay.finish();
+  const result = await replayInWorkers(plan.partitions, {
+    brokers: options.brokers,
+    clientId: options.clientId,
+    topic: plan.topic,
+    scope,
+    workers: options.workers ?? defaultWorkers(plan.partitions.length),
+    rules: options.rules,
+    keepRefused: options.keepRefused,
+    onProgress: (records) => progress.update(records),
+    onWarning: options.note,
+  });
   progress.finish(result.counts.records);
   return result;
 }
