@@ -124,11 +124,12 @@ let brokerPids = () => [];
  * it uses). Others may rebuild this checkout while the benchmark runs: every gateway start records
  * the hash, and the summary warns when it changed during the run.
  */
+// The gateway's own code and what its request path runs; not the CLI's other commands or the
+// local-broker launcher, which others change without touching the gateway.
 const CODE_DIRS = [
   'services/gateway/dist',
-  'services/cli/dist',
   'packages/protocol/dist',
-  'packages/kafka/dist',
+  'packages/kafka/dist/client.js',
   'packages/runtime/dist',
   'packages/commands/dist',
 ];
@@ -136,6 +137,10 @@ const codeHashes = new Set();
 function codeHash() {
   const hash = createHash('sha256');
   const walk = (dir) => {
+    if (dir.endsWith('.js')) {
+      if (existsSync(dir)) hash.update(dir).update(readFileSync(dir));
+      return;
+    }
     let entries;
     try {
       entries = readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name));
@@ -1106,7 +1111,9 @@ function summarize(rounds) {
   return rows;
 }
 
-function table(rows) {
+function table(allRows) {
+  // Rows nothing measured in this run (skipped phases, no fixed-rate latency in --quick) are left out.
+  const rows = allRows.filter((r) => r.uws !== undefined || r.ws !== undefined);
   const header = ['metric', 'uWS (dwell)', 'ws baseline', 'uWS/ws', 'target', 'met'];
   const lines = rows.map((r) => [
     r.label,
@@ -1120,6 +1127,18 @@ function table(rows) {
   const row = (cells) =>
     cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   return [row(header), widths.map((w) => '-'.repeat(w)).join('  '), ...lines.map(row)].join('\n');
+}
+
+/** JSON text as the repository's Prettier would write it (so `npm run format:check` passes). */
+async function formatJson(value, path) {
+  const text = `${JSON.stringify(value, null, 2)}\n`;
+  try {
+    const prettier = await import('prettier');
+    const options = (await prettier.resolveConfig(path)) ?? {};
+    return await prettier.format(text, { ...options, filepath: path });
+  } catch {
+    return text;
+  }
 }
 
 function machine() {
@@ -1220,10 +1239,10 @@ async function main() {
   };
   const out = opts.out ?? join(HERE, 'results', quick ? 'gateway-quick.json' : 'gateway-latest.json');
   mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(out, await formatJson(report, out));
   if (codeHashes.size > 1) {
     process.stdout.write(
-      `\nWARNING: the built gateway code changed during the run (${[...codeHashes].join(', ')}); rounds measured different code.\n`,
+      `\nWARNING: the built gateway code changed during the run (${[...codeHashes].join(', ')}); rounds may have measured different code.\n`,
     );
   }
   process.stdout.write(
