@@ -16,7 +16,7 @@ export interface KafkaConnection {
 }
 
 const TRANSIENT =
-  /rebalanc|group coordinator is not available|coordinator is loading|not the correct coordinator|leadership election|There is no leader/i;
+  /rebalanc|group coordinator is not available|coordinator is loading|not the correct coordinator|leadership election|There is no leader|not the leader for that topic-partition|does not host this topic-partition/i;
 
 export function createKafka(connection: KafkaConnection): Kafka {
   const logger = connection.logger?.child({ component: 'kafkajs' });
@@ -24,7 +24,8 @@ export function createKafka(connection: KafkaConnection): Kafka {
     if (logger === undefined) return;
     const { message, ...fields } = entry.log;
     const line = `${entry.namespace}: ${String(message)}`;
-    // Rebalances and coordinator moves are routine; KafkaJS retries them and logs them as errors.
+    // Rebalances, coordinator moves and partitions still moving to their leader are routine; KafkaJS
+    // retries them and logs them as errors. A final failure still reaches the caller as an error.
     if (entry.level === logLevel.ERROR && TRANSIENT.test(`${line} ${String(fields['error'] ?? '')}`)) logger.debug(line, fields);
     else if (entry.level === logLevel.ERROR) logger.error(line, fields);
     else if (entry.level === logLevel.WARN) logger.warn(line, fields);
