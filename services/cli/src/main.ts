@@ -1,16 +1,9 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { ConfigError, createLogger, describeConfig, onShutdownSignal, type LogLevel } from '@dwell/runtime';
-import { GATEWAY_SETTINGS, gatewayConfigFromEnv, mintToken, runGatewayCluster } from '@dwell/gateway';
-import { PROCESSOR_SETTINGS, processorConfigFromEnv, startProcessor } from '@dwell/processor';
-import { up } from './commands/up.js';
-import { commandCommand } from './commands/command.js';
-import { computeFile, formatCompute } from './commands/compute.js';
-import { exportCommand } from './commands/export.js';
-import { replayCommand } from './commands/replay.js';
-import { AuditUsageError } from './audit/exit-codes.js';
-import { DEMO_DEFAULTS, demo } from './commands/demo.js';
-import { BillingUsageError, OUTPUT_FORMATS, billingQueryFrom, fetchBilling, formatBilling, type OutputFormat } from './commands/billing.js';
+
+// Each command loads only what it needs (the gateway's native module, embedded ClickHouse, Kafka):
+// a quick command such as `dwell command` or `dwell token` starts in a fraction of the time.
 
 const USAGE = `dwell: server-side ad exposure measurement
 
@@ -55,16 +48,19 @@ async function main(argv: string[]): Promise<void> {
   const logger = createLogger({ level: (process.env['LOG_LEVEL'] as LogLevel | undefined) ?? 'info' });
   switch (command) {
     case 'up': {
+      const { up } = await import('./commands/up.js');
       const { values } = parseArgs({ args: rest, options: { 'data-dir': { type: 'string' }, 'kafka-port': { type: 'string' } } });
       await up({ dataDir: values['data-dir'] ?? '.data', kafkaPort: Number(values['kafka-port'] ?? process.env['DWELL_LOCAL_KAFKA_PORT'] ?? 9092) });
       return;
     }
     case 'gateway': {
+      const { gatewayConfigFromEnv, runGatewayCluster } = await import('@dwell/gateway');
       const cluster = await runGatewayCluster(gatewayConfigFromEnv(process.env), logger, ['gateway', ...rest]);
       onShutdownSignal(() => cluster.stop(), { logger });
       return;
     }
     case 'processor': {
+      const { processorConfigFromEnv, startProcessor } = await import('@dwell/processor');
       const processor = await startProcessor(processorConfigFromEnv(process.env), logger);
       onShutdownSignal(() => processor.stop(), { logger });
       return;
@@ -75,13 +71,15 @@ async function main(argv: string[]): Promise<void> {
         options: { site: { type: 'string' }, user: { type: 'string' }, secret: { type: 'string' }, ttl: { type: 'string' } },
       });
       if (values.site === undefined || values.user === undefined) throw new UsageError('token needs --site and --user');
-      const secret = values.secret ?? siteSecret(values.site);
+      const { mintToken } = await import('@dwell/gateway');
+      const secret = values.secret ?? (await siteSecret(values.site));
       const ttl = Number(values.ttl ?? 86_400);
       if (!Number.isSafeInteger(ttl) || ttl <= 0) throw new UsageError('--ttl must be a positive number of seconds');
       process.stdout.write(`${mintToken({ site_id: values.site, user_id: values.user, exp: Math.floor(Date.now() / 1000) + ttl }, secret)}\n`);
       return;
     }
     case 'demo': {
+      const { DEMO_DEFAULTS, demo } = await import('./commands/demo.js');
       const { values } = parseArgs({
         args: rest,
         options: { gateway: { type: 'string' }, processor: { type: 'string' }, user: { type: 'string' } },
@@ -98,6 +96,8 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'billing': {
+      const { BillingUsageError, OUTPUT_FORMATS, billingQueryFrom, fetchBilling, formatBilling } = await import('./commands/billing.js');
+      const { processorConfigFromEnv } = await import('@dwell/processor');
       const { values } = parseArgs({
         args: rest,
         options: Object.fromEntries(
@@ -105,7 +105,7 @@ async function main(argv: string[]): Promise<void> {
         ) as Record<string, { type: 'string' }>,
       });
       const strings = values as Record<string, string | undefined>;
-      const format = (strings['format'] ?? 'table') as OutputFormat;
+      const format = (strings['format'] ?? 'table') as (typeof OUTPUT_FORMATS)[number];
       if (!OUTPUT_FORMATS.includes(format)) throw new UsageError(`--format must be one of ${OUTPUT_FORMATS.join(', ')}`);
       let query;
       try {
@@ -135,13 +135,15 @@ async function main(argv: string[]): Promise<void> {
       if (values.in === undefined) throw new UsageError('compute needs --in FILE (or --in - for stdin)');
       const format = values.format ?? 'table';
       if (format !== 'table' && format !== 'json') throw new UsageError('--format must be table or json');
+      const { computeFile, formatCompute } = await import('./commands/compute.js');
       const report = await computeFile(values.in);
       process.stdout.write(formatCompute(report, format));
       return;
     }
     case 'replay':
     case 'export': {
-      const run = command === 'replay' ? replayCommand : exportCommand;
+      const { AuditUsageError } = await import('./audit/exit-codes.js');
+      const run = command === 'replay' ? (await import('./commands/replay.js')).replayCommand : (await import('./commands/export.js')).exportCommand;
       try {
         process.exitCode = await run(rest, { env: process.env, stdout: process.stdout, stderr: process.stderr });
       } catch (error) {
@@ -150,10 +152,14 @@ async function main(argv: string[]): Promise<void> {
       }
       return;
     }
-    case 'command':
+    case 'command': {
+      const { commandCommand } = await import('./commands/command.js');
       process.exitCode = await commandCommand(rest, { env: process.env, stdout: process.stdout, stderr: process.stderr });
       return;
+    }
     case 'config': {
+      const { GATEWAY_SETTINGS } = await import('@dwell/gateway');
+      const { PROCESSOR_SETTINGS } = await import('@dwell/processor');
       const rows = new Map<string, string>();
       for (const row of [...describeConfig(GATEWAY_SETTINGS), ...describeConfig(PROCESSOR_SETTINGS)]) rows.set(row.split('|')[1] ?? row, row);
       process.stdout.write(['| variable | default | meaning |', '|---|---|---|', ...rows.values()].join('\n') + '\n');
@@ -174,12 +180,13 @@ class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-function siteSecret(site: string): string {
+async function siteSecret(site: string): Promise<string> {
   const raw = process.env['DWELL_SITES'];
   if (raw === undefined || raw === '') {
     if (site === 'demo') return 'dwell-dev-secret-change-me';
     throw new UsageError(`no secret for site ${site}: pass --secret or set DWELL_SITES`);
   }
+  const { gatewayConfigFromEnv } = await import('@dwell/gateway');
   const config = gatewayConfigFromEnv({ DWELL_SITES: raw });
   const entry = config.DWELL_SITES?.get(site);
   if (entry === undefined) throw new UsageError(`site ${site} is not in DWELL_SITES`);
