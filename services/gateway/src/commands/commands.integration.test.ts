@@ -36,10 +36,15 @@ beforeAll(async () => {
   const kafka = createKafka({ brokers: testBrokers(), clientId: uniqueName('commands-test') });
   // Created once up front, so the two gateways do not race to create them.
   await ensureTopics(kafka, commandTopicSpecs(topics));
-  [nodeA, nodeB] = await Promise.all([
+  // allSettled: when one node fails to start, the other is still stopped by afterAll.
+  const [a, b] = await Promise.allSettled([
     startGatewayProcess('gw-a', testBrokers(), topics),
     startGatewayProcess('gw-b', testBrokers(), topics),
   ]);
+  if (a.status === 'fulfilled') nodeA = a.value;
+  if (b.status === 'fulfilled') nodeB = b.value;
+  if (a.status === 'rejected') throw a.reason;
+  if (b.status === 'rejected') throw b.reason;
   bus = await createCommandBus({ brokers: testBrokers(), topics, createTopics: false });
   producer = createProducer(kafka);
   await producer.connect();
