@@ -13,10 +13,15 @@ export class GatewayMetrics {
   private readonly eventsInByTransport: (transport: Transport) => CounterChild;
   private readonly rejectedByReason: (reason: string) => CounterChild;
 
-  constructor(registry: MetricsRegistry, state: () => { eventsBuffered: number; kafkaAvailable: boolean }) {
+  constructor(registry: MetricsRegistry, state: () => { eventsBuffered: number; oldestWaitMs: number; kafkaAvailable: boolean }) {
     this.registry = registry;
     registry.gauge('dwell_gateway_connections', 'Open WebSocket connections.', () => this.open.value);
     registry.gauge('dwell_gateway_buffered_event_bytes', 'Event bytes waiting for Kafka.', () => state().eventsBuffered);
+    registry.gauge(
+      'dwell_gateway_oldest_waiting_event_ms',
+      'Age of the oldest event waiting for a Kafka produce request, ms (frames are refused beyond GATEWAY_MAX_WAIT_MS).',
+      () => state().oldestWaitMs,
+    );
     registry.gauge('dwell_gateway_kafka_available', '1 when the last produce succeeded.', () => (state().kafkaAvailable ? 1 : 0));
     this.frames = registry.counter('dwell_gateway_frames_received_total', 'Frames and HTTP bodies received.').labels();
     this.frameBytes = registry.counter('dwell_gateway_frame_bytes_received_total', 'Bytes of frames received.').labels();

@@ -92,6 +92,7 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
   const now = options.now ?? Date.now;
   const metrics = new GatewayMetrics(deps.metrics, () => ({
     eventsBuffered: deps.events.bufferedBytes,
+    oldestWaitMs: deps.events.oldestWaitMs,
     kafkaAvailable: deps.events.available,
   }));
   const sockets = new Set<WebSocket<Connection>>();
