@@ -26,7 +26,16 @@ export class GatewayMetrics {
     this.frames = registry.counter('dwell_gateway_frames_received_total', 'Frames and HTTP bodies received.').labels();
     this.frameBytes = registry.counter('dwell_gateway_frame_bytes_received_total', 'Bytes of frames received.').labels();
     const eventsIn = registry.counter('dwell_gateway_events_received_total', 'Valid events received, by transport.');
-    this.eventsInByTransport = (transport) => eventsIn.labels({ transport });
+    // Resolved once per transport: a frame's count is then one property write, not a label lookup.
+    const byTransport = new Map<Transport, CounterChild>();
+    this.eventsInByTransport = (transport) => {
+      let child = byTransport.get(transport);
+      if (child === undefined) {
+        child = eventsIn.labels({ transport });
+        byTransport.set(transport, child);
+      }
+      return child;
+    };
     this.stored = registry.counter('dwell_gateway_events_stored_total', 'Events Kafka acknowledged.').labels();
     const rejected = registry.counter('dwell_gateway_rejected_total', 'Refused input, by reason.');
     this.rejectedByReason = (reason) => rejected.labels({ reason });
