@@ -1,12 +1,13 @@
 /**
  * The produce path of KafkaJS as patched by patches/kafkajs+2.2.4.patch (applied by `npm ci`):
- * grouping per partition, record and batch encoding, CRC-32C. Each is checked against an
+ * grouping per partition, record and batch encoding (also written in one pass for plain records),
+ * CRC-32C. Each is checked against an
  * independent encoding written here from the Kafka protocol spec, so a patch that changed a byte
  * on the wire fails here (the broker itself checks the CRC and the framing in the integration tests).
  */
 import { createRequire } from 'node:module';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 
 const require = createRequire(import.meta.url);
 
@@ -34,6 +35,12 @@ const groupMessagesPerPartition = require('kafkajs/src/producer/groupMessagesPer
   messages: Array<{ key: string }>;
   partitioner: (args: { message: { key: string } }) => number;
 }) => Record<number, Array<{ key: string }>>;
+const produceRequestV3 = require('kafkajs/src/protocol/requests/produce/v3/request') as (args: {
+  acks: number;
+  timeout: number;
+  compression?: number;
+  topicData: Array<{ topic: string; partitions: Array<{ partition: number; messages: RecordInput[] }> }>;
+}) => { encode(): Promise<KafkaEncoder> };
 const Encoder = require('kafkajs/src/protocol/encoder') as { new (): KafkaEncoder & { writeVarLong(v: number | string): KafkaEncoder } };
 
 // --- the reference, from the protocol spec ------------------------------------------------------
@@ -84,6 +91,41 @@ function referenceCrc32C(data: Uint8Array): number {
   return (crc ^ 0xffffffff) >>> 0;
 }
 
+const int16 = (v: number): number[] => [(v >> 8) & 0xff, v & 0xff];
+const int32 = (v: number): number[] => [(v >>> 24) & 0xff, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff];
+const int64 = (v: number): number[] => {
+  const b = Buffer.alloc(8);
+  b.writeBigInt64BE(BigInt(v));
+  return [...b];
+};
+const string16 = (v: string): number[] => [...int16(Buffer.byteLength(v)), ...Buffer.from(v)];
+
+/** A produce request v3 (no transaction, no idempotence, no compression), every record stamped `now`. */
+function referenceProduceV3(acks: number, timeout: number, topics: Array<{ topic: string; partitions: Array<{ partition: number; messages: RecordInput[] }> }>, now: number): Buffer {
+  const out = [...int16(-1), ...int16(acks), ...int32(timeout), ...int32(topics.length)];
+  for (const { topic, partitions } of topics) {
+    out.push(...string16(topic), ...int32(partitions.length));
+    for (const { partition, messages } of partitions) {
+      const records = Buffer.concat(messages.map((m, i) => referenceRecord({ key: m.key, value: m.value, headers: m.headers, offsetDelta: i, timestampDelta: 0 })));
+      const body = Buffer.from([
+        ...int16(0), // attributes
+        ...int32(messages.length - 1),
+        ...int64(now),
+        ...int64(now),
+        ...int64(-1), // producer id
+        ...int16(0), // producer epoch
+        ...int32(0), // first sequence
+        ...int32(messages.length),
+        ...records,
+      ]);
+      const batch = Buffer.concat([Buffer.from([...int32(0), 2, ...int32(referenceCrc32C(body))]), body]);
+      const recordSet = Buffer.concat([Buffer.from([...int64(0), ...int32(batch.length)]), batch]);
+      out.push(...int32(partition), ...int32(recordSet.length), ...recordSet);
+    }
+  }
+  return Buffer.from(out);
+}
+
 // --- the properties -----------------------------------------------------------------------------
 
 const arbBytesOrString = fc.oneof(fc.string({ maxLength: 40 }), fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b)));
@@ -131,6 +173,28 @@ describe('patched KafkaJS produce path', () => {
       }),
       { numRuns: 200 },
     );
+  });
+
+  it('encodes whole produce requests as the spec says, records with and without headers alike', async () => {
+    const arbMessage = arbRecord.map(({ key, value, headers }) => ({ key, value, headers }));
+    const arbPartitions = fc.uniqueArray(
+      fc.record({ partition: fc.nat(50), messages: fc.array(arbMessage, { minLength: 1, maxLength: 12 }) }),
+      { minLength: 1, maxLength: 4, selector: (p) => p.partition },
+    );
+    const now = 1_764_000_000_123;
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(now);
+    try {
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.record({ topic: fc.string({ minLength: 1, maxLength: 20 }), partitions: arbPartitions }), { minLength: 1, maxLength: 2 }), async (topics) => {
+          const encoded = (await produceRequestV3({ acks: -1, timeout: 30_000, topicData: topics }).encode()).buffer;
+          expect(encoded.toString('hex')).toBe(referenceProduceV3(-1, 30_000, topics, now).toString('hex'));
+        }),
+        { numRuns: 300 },
+      );
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('computes CRC-32C like the bit-by-bit definition at every length and alignment', () => {
