@@ -9,7 +9,8 @@
 //          --no-multi, --measure S, --warmup S, --hold S, --load-clients N, --load-conns N,
 //          --window FRAMES, --latency-at R1,R2 (extra latency runs at fixed events/s),
 //          --profile DIR (node --cpu-prof of the gateways in the throughput phases; summarise with
-//          bench/lib/cpuprofile-top.mjs), --out FILE (default results/gateway-latest.json).
+//          bench/lib/cpuprofile-top.mjs), --out FILE (default results/gateway-latest.json),
+//          --gateway-node-args "FLAGS" (extra node flags for the gateway processes, both kinds).
 //
 // Per round and per gateway (order alternates between rounds), each phase with a fresh gateway
 // process and fresh load-client processes, one Kafka broker for the whole run:
@@ -68,6 +69,7 @@ const { values: opts } = parseArgs({
     'load-conns': { type: 'string' },
     window: { type: 'string' },
     'latency-at': { type: 'string' },
+    'gateway-node-args': { type: 'string' },
   },
 });
 
@@ -91,6 +93,7 @@ const CONFIG = {
   maxSocketsPerClient: 17_500,
   connectConcurrency: 100,
   settleS: quick ? 2 : 5,
+  gatewayNodeArgs: (opts['gateway-node-args'] ?? '').split(' ').filter(Boolean),
 };
 
 const SITE = 'bench-site';
@@ -182,7 +185,8 @@ async function startGateway(kind, { workers, topic, port, inspect = false }) {
     LOG_LEVEL: 'info',
   };
   delete env.NODE_OPTIONS;
-  const nodeArgs = [];
+  // Extra V8/Node flags for the gateway processes (e.g. GC sizing experiments), space-separated.
+  const nodeArgs = [...CONFIG.gatewayNodeArgs];
   if (opts.profile && topic.includes('.thr.')) {
     mkdirSync(opts.profile, { recursive: true });
     nodeArgs.push(
