@@ -421,7 +421,9 @@ async function produceHistogram(gateway) {
     const text = await metricsOf(gateway);
     const buckets = new Map();
     const loopDelay = { p99Ms: undefined, maxMs: undefined };
-    for (const m of text.matchAll(/^dwell_gateway_event_loop_delay_ms\{(?:[^}]*,)?quantile="(0\.99|1)"[^}]*\} (\S+)/gm)) {
+    for (const m of text.matchAll(
+      /^dwell_gateway_event_loop_delay_ms\{(?:[^}]*,)?quantile="(0\.99|1)"[^}]*\} (\S+)/gm,
+    )) {
       const key = m[1] === '1' ? 'maxMs' : 'p99Ms';
       loopDelay[key] = Math.max(loopDelay[key] ?? 0, Number(m[2]));
     }

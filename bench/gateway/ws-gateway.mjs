@@ -16,7 +16,12 @@ import { createServer } from 'node:http';
 import { WebSocketServer } from 'ws';
 import { EventLog, originAllowed, parseSites, verifyToken } from '@dwell/gateway';
 import { createKafka, createProducer, ensureTopics } from '@dwell/kafka';
-import { DEFAULT_FRAME_LIMITS, encodeRejectedFrame, encodeStampedEvents, parseJsonFrame } from '@dwell/protocol';
+import {
+  DEFAULT_FRAME_LIMITS,
+  encodeRejectedFrame,
+  encodeStampedEvents,
+  parseJsonFrame,
+} from '@dwell/protocol';
 
 const env = process.env;
 const int = (name, fallback) => (env[name] === undefined || env[name] === '' ? fallback : Number(env[name]));

@@ -6,10 +6,14 @@
  * on the wire fails here (the broker itself checks the CRC and the framing in the integration tests).
  */
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 
 const require = createRequire(import.meta.url);
+/** A module of KafkaJS's own source tree (what the patch changes), by its path under src/. */
+const kafkajsRoot = dirname(require.resolve('kafkajs'));
+const internal = <T>(path: string): T => require(join(kafkajsRoot, 'src', path)) as T;
 
 interface KafkaEncoder {
   buffer: Buffer;
@@ -24,24 +28,28 @@ interface RecordInput {
   headers?: Headers;
 }
 
-const Record = require('kafkajs/src/protocol/recordBatch/record/v0') as (record: RecordInput) => KafkaEncoder;
-const { RecordBatch } = require('kafkajs/src/protocol/recordBatch/v0') as {
+const Record = internal<(record: RecordInput) => KafkaEncoder>('protocol/recordBatch/record/v0');
+const { RecordBatch } = internal<{
   RecordBatch: (batch: { records: KafkaEncoder[]; firstTimestamp: number; maxTimestamp: number; lastOffsetDelta: number }) => Promise<KafkaEncoder>;
-};
-const crc32C = require('kafkajs/src/protocol/recordBatch/crc32C') as (buffer: Buffer) => number;
-const groupMessagesPerPartition = require('kafkajs/src/producer/groupMessagesPerPartition') as (args: {
-  topic: string;
-  partitionMetadata: unknown[];
-  messages: Array<{ key: string }>;
-  partitioner: (args: { message: { key: string } }) => number;
-}) => Record<number, Array<{ key: string }>>;
-const produceRequestV3 = require('kafkajs/src/protocol/requests/produce/v3/request') as (args: {
-  acks: number;
-  timeout: number;
-  compression?: number;
-  topicData: Array<{ topic: string; partitions: Array<{ partition: number; messages: RecordInput[] }> }>;
-}) => { encode(): Promise<KafkaEncoder> };
-const Encoder = require('kafkajs/src/protocol/encoder') as { new (): KafkaEncoder & { writeVarLong(v: number | string): KafkaEncoder } };
+}>('protocol/recordBatch/v0');
+const crc32C = internal<(buffer: Buffer) => number>('protocol/recordBatch/crc32C');
+const groupMessagesPerPartition = internal<
+  (args: {
+    topic: string;
+    partitionMetadata: unknown[];
+    messages: Array<{ key: string }>;
+    partitioner: (args: { message: { key: string } }) => number;
+  }) => Record<number, Array<{ key: string }>>
+>('producer/groupMessagesPerPartition');
+const produceRequestV3 = internal<
+  (args: {
+    acks: number;
+    timeout: number;
+    compression?: number;
+    topicData: Array<{ topic: string; partitions: Array<{ partition: number; messages: RecordInput[] }> }>;
+  }) => { encode(): Promise<KafkaEncoder> }
+>('protocol/requests/produce/v3/request');
+const Encoder = internal<{ new (): KafkaEncoder & { writeVarLong(v: number | string): KafkaEncoder } }>('protocol/encoder');
 
 // --- the reference, from the protocol spec ------------------------------------------------------
 

@@ -1,6 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { arbClientEvent, arbPageEvent, clientEvent, impression, pageEvent, rejectedFrame } from '../test/fixtures.js';
+import {
+  arbClientEvent,
+  arbPageEvent,
+  clientEvent,
+  impression,
+  pageEvent,
+  rejectedFrame,
+} from '../test/fixtures.js';
 import {
   decodePageEvent,
   decodeRejectedFrame,
@@ -31,17 +38,34 @@ describe('PageEvent', () => {
 
   it('encodes a frame of events stamped alike exactly as it encodes each one alone', () => {
     fc.assert(
-      fc.property(arbPageEvent, fc.array(arbClientEvent, { maxLength: 12 }), ({ event: _unused, ...stamp }, events) => {
-        const together = encodeStampedEvents(stamp, events);
-        expect(together).toHaveLength(events.length);
-        together.forEach((bytes, i) => expect(bytes.equals(encodePageEvent(stampEvent(events[i] as ClientEventOf, stamp)))).toBe(true));
-      }),
+      fc.property(
+        arbPageEvent,
+        fc.array(arbClientEvent, { maxLength: 12 }),
+        ({ event: _unused, ...stamp }, events) => {
+          const together = encodeStampedEvents(stamp, events);
+          expect(together).toHaveLength(events.length);
+          together.forEach((bytes, i) =>
+            expect(bytes.equals(encodePageEvent(stampEvent(events[i] as ClientEventOf, stamp)))).toBe(true),
+          );
+        },
+      ),
       { numRuns: 300 },
     );
     // An event larger than the reused buffer, and the events after it.
-    const big = clientEvent({ impressions: Array.from({ length: 400 }, (_, i) => impression({ impression_id: `imp-${i}-${'x'.repeat(60)}` })) });
+    const big = clientEvent({
+      impressions: Array.from({ length: 400 }, (_, i) =>
+        impression({ impression_id: `imp-${i}-${'x'.repeat(60)}` }),
+      ),
+    });
     expect(encodePageEvent(stampEvent(big, pageEvent())).length).toBeGreaterThan(16 * 1024);
-    const stamp = { recv_ms: 1, gateway_id: 'g', site_id: 's', user_id: 'u', user_agent: null, transport: 'ws_json' as const };
+    const stamp = {
+      recv_ms: 1,
+      gateway_id: 'g',
+      site_id: 's',
+      user_id: 'u',
+      user_agent: null,
+      transport: 'ws_json' as const,
+    };
     const [first, second] = encodeStampedEvents(stamp, [big, clientEvent()]);
     expect(first?.equals(encodePageEvent(stampEvent(big, stamp)))).toBe(true);
     expect(second?.equals(encodePageEvent(stampEvent(clientEvent(), stamp)))).toBe(true);

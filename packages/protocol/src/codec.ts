@@ -12,7 +12,14 @@
  * on `dwell.rejected.v1`, always written with the current schema version, read from any version.
  */
 import type avsc from 'avsc';
-import { asBuffer, currentSchema, decodeSingleObjectOrThrow, encodeSingleObject, SINGLE_OBJECT_HEADER_BYTES, SINGLE_OBJECT_MARKER } from './schemas.js';
+import {
+  asBuffer,
+  currentSchema,
+  decodeSingleObjectOrThrow,
+  encodeSingleObject,
+  SINGLE_OBJECT_HEADER_BYTES,
+  SINGLE_OBJECT_MARKER,
+} from './schemas.js';
 import type { ClientEvent, PageEvent, RejectedFrame } from './types.js';
 
 /** Single-object encoding of a ledger record for `dwell.events.v1`. */
@@ -93,7 +100,9 @@ export function encodeStampedEvents(stamp: GatewayStamp, events: readonly Client
   if (PAGE_EVENT === undefined) return events.map((event) => encodePageEvent(stampEvent(event, stamp)));
   const prefix = Buffer.concat([
     PAGE_EVENT.header,
-    ...PAGE_EVENT.stampFields.map((field) => field.type.toBuffer((stamp as unknown as Record<string, unknown>)[field.name])),
+    ...PAGE_EVENT.stampFields.map((field) =>
+      field.type.toBuffer((stamp as unknown as Record<string, unknown>)[field.name]),
+    ),
   ]);
   const out = new Array<Buffer>(events.length);
   for (let i = 0; i < events.length; i++) {
