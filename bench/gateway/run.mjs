@@ -10,7 +10,8 @@
 //          --window FRAMES, --latency-at R1,R2 (extra latency runs at fixed events/s),
 //          --profile DIR (node --cpu-prof of the gateways in the throughput phases; summarise with
 //          bench/lib/cpuprofile-top.mjs), --out FILE (default results/gateway-latest.json),
-//          --gateway-node-args "FLAGS" (extra node flags for the gateway processes, both kinds).
+//          --gateway-node-args="FLAGS" (extra node flags for the gateway processes, both kinds;
+//          the = is needed, the value starts with a dash).
 //
 // Per round and per gateway (order alternates between rounds), each phase with a fresh gateway
 // process and fresh load-client processes, one Kafka broker for the whole run:
