@@ -21,7 +21,8 @@
 
 ARG NODE_IMAGE=node:20-bookworm-slim
 
-# --- manifests: only package.json files + lockfile, so `npm ci` stays cached -------------
+# --- manifests: only package.json files + lockfile (and the patches `npm ci` applies to
+# dependencies, see patches/), so `npm ci` stays cached -----------------------------------
 # This stage sees every source change, but its output only changes when a manifest does,
 # so the `npm ci` layer below is reused across code-only changes.
 FROM ${NODE_IMAGE} AS manifests
@@ -30,6 +31,7 @@ COPY . .
 RUN set -eu; \
     mkdir -p /out; \
     cp package.json package-lock.json /out/; \
+    cp -a patches /out/; \
     for w in $(node -p "require('./package.json').workspaces.join(' ')"); do \
       case "$w" in *'*'*) echo "glob workspace '$w' not supported by this Dockerfile" >&2; exit 1;; esac; \
       mkdir -p "/out/$w"; \

@@ -9,7 +9,9 @@
 //          --no-multi, --measure S, --warmup S, --hold S, --load-clients N, --load-conns N,
 //          --window FRAMES, --latency-at R1,R2 (extra latency runs at fixed events/s),
 //          --profile DIR (node --cpu-prof of the gateways in the throughput phases; summarise with
-//          bench/lib/cpuprofile-top.mjs), --out FILE (default results/gateway-latest.json).
+//          bench/lib/cpuprofile-top.mjs), --out FILE (default results/gateway-latest.json),
+//          --gateway-node-args="FLAGS" (extra node flags for the gateway processes, both kinds;
+//          the = is needed, the value starts with a dash).
 //
 // Per round and per gateway (order alternates between rounds), each phase with a fresh gateway
 // process and fresh load-client processes, one Kafka broker for the whole run:
@@ -68,6 +70,7 @@ const { values: opts } = parseArgs({
     'load-conns': { type: 'string' },
     window: { type: 'string' },
     'latency-at': { type: 'string' },
+    'gateway-node-args': { type: 'string' },
   },
 });
 
@@ -91,6 +94,7 @@ const CONFIG = {
   maxSocketsPerClient: 17_500,
   connectConcurrency: 100,
   settleS: quick ? 2 : 5,
+  gatewayNodeArgs: (opts['gateway-node-args'] ?? '').split(' ').filter(Boolean),
 };
 
 const SITE = 'bench-site';
@@ -182,7 +186,8 @@ async function startGateway(kind, { workers, topic, port, inspect = false }) {
     LOG_LEVEL: 'info',
   };
   delete env.NODE_OPTIONS;
-  const nodeArgs = [];
+  // Extra V8/Node flags for the gateway processes (e.g. GC sizing experiments), space-separated.
+  const nodeArgs = [...CONFIG.gatewayNodeArgs];
   if (opts.profile && topic.includes('.thr.')) {
     mkdirSync(opts.profile, { recursive: true });
     nodeArgs.push(
@@ -407,11 +412,23 @@ async function metricsOf(gateway) {
   return response.text();
 }
 
-/** Cumulative produce-duration histogram (bucket bound → count), summed over workers. */
+/**
+ * Cumulative produce-duration histogram (bucket bound → count), summed over workers, and the
+ * gateway's event-loop delay since its previous scrape (`loopDelay`: p99 and max, ms, the largest
+ * over workers; the real gateway only).
+ */
 async function produceHistogram(gateway) {
   try {
     const text = await metricsOf(gateway);
     const buckets = new Map();
+    const loopDelay = { p99Ms: undefined, maxMs: undefined };
+    for (const m of text.matchAll(
+      /^dwell_gateway_event_loop_delay_ms\{(?:[^}]*,)?quantile="(0\.99|1)"[^}]*\} (\S+)/gm,
+    )) {
+      const key = m[1] === '1' ? 'maxMs' : 'p99Ms';
+      loopDelay[key] = Math.max(loopDelay[key] ?? 0, Number(m[2]));
+    }
+    buckets.loopDelay = loopDelay;
     for (const m of text.matchAll(
       /^dwell_gateway_produce_duration_ms_bucket\{(?:[^}]*,)?le="([^"]+)"[^}]*\} (\d+)/gm,
     )) {
@@ -513,6 +530,9 @@ async function measureWindow(clients, gateway, seconds, { withLatency = false } 
     otherCores: Math.max(0, cpu.machineBusyCores - ours / cpu.wallSeconds),
     produceP50Ms: histogramQuantile(histBefore, histAfter, 0.5),
     produceP99Ms: histogramQuantile(histBefore, histAfter, 0.99),
+    // The scrape before the window reset the gateway's event-loop delay histogram: this is the window's.
+    loopDelayP99Ms: histAfter?.loopDelay.p99Ms,
+    loopDelayMaxMs: histAfter?.loopDelay.maxMs,
     gatewayRssMiB: rssBytesOf(gateway.servingPids()) / 2 ** 20,
     latencies: end.latencies,
   };
@@ -546,6 +566,8 @@ async function latencyAt(tag, clients, gateway, rate, why) {
     maxMs: p.p100,
     produceP50Ms: lat.produceP50Ms,
     produceP99Ms: lat.produceP99Ms,
+    loopDelayP99Ms: lat.loopDelayP99Ms,
+    loopDelayMaxMs: lat.loopDelayMaxMs,
     gatewayCpuUsPerEvent: lat.gatewayCpuUsPerEvent,
     gatewayCores: lat.gatewayCores,
     brokerCores: lat.brokerCores,
@@ -557,7 +579,7 @@ async function latencyAt(tag, clients, gateway, rate, why) {
   };
   log(
     `${tag}: ack latency at ${fmt(lat.eventsPerSecond)} events/s: p50 ${fmt(p.p50, 2)} ms, p90 ${fmt(p.p90, 2)} ms, p99 ${fmt(p.p99, 2)} ms, max ${fmt(p.p100, 1)} ms ` +
-      `(${latency.samples} frames); Kafka produce p50 ${fmt(lat.produceP50Ms, 1)} ms, p99 ${fmt(lat.produceP99Ms, 1)} ms; gateway ${fmt(lat.gatewayCpuUsPerEvent, 2)} µs CPU/event; ` +
+      `(${latency.samples} frames); Kafka produce p50 ${fmt(lat.produceP50Ms, 1)} ms, p99 ${fmt(lat.produceP99Ms, 1)} ms; event-loop delay p99 ${fmt(lat.loopDelayP99Ms, 1)} ms, max ${fmt(lat.loopDelayMaxMs, 1)} ms; gateway ${fmt(lat.gatewayCpuUsPerEvent, 2)} µs CPU/event; ` +
       `other processes ${fmt(lat.otherCores, 2)} cores`,
   );
   await Promise.all(clients.map((c) => c.call('stop', { waitMs: 10_000 })));
@@ -975,6 +997,18 @@ function summarize(rounds) {
       digits: 2,
     },
     {
+      key: 'loopP99',
+      label: 'gateway event-loop delay p99 ms (half max)',
+      path: ['latency', 'loopDelayP99Ms'],
+      digits: 2,
+    },
+    {
+      key: 'loopMax',
+      label: 'gateway event-loop delay max ms (half max)',
+      path: ['latency', 'loopDelayMaxMs'],
+      digits: 2,
+    },
+    {
       key: 'latOther',
       label: 'other processes during latency run, cores',
       path: ['latency', 'otherCores'],
@@ -1071,6 +1105,8 @@ function summarize(rounds) {
     'p99',
     'produceP50',
     'produceP99',
+    'loopP99',
+    'loopMax',
     'p99Fixed',
     'p50Fixed',
     'rss10k',

@@ -2,7 +2,7 @@
 // The baseline for the gateway benchmark: a minimal gateway on `ws` (Node's http server) doing the
 // same work per connection and per frame as dwell's uWebSockets.js gateway, with the same
 // libraries: token check (verifyToken), per-connection state and a hello frame, parseJsonFrame,
-// stamp + encodePageEvent, the same EventLog (linger, batching, acks=all) on a kafkajs producer
+// stamp + encodeStampedEvents, the same EventLog (linger, batching, acks=all) on a kafkajs producer
 // with the same options, and a cumulative ack once the append resolved.
 //
 // Environment (same names as the real gateway): KAFKA_BROKERS, DWELL_SITES, GATEWAY_PORT,
@@ -16,7 +16,12 @@ import { createServer } from 'node:http';
 import { WebSocketServer } from 'ws';
 import { EventLog, originAllowed, parseSites, verifyToken } from '@dwell/gateway';
 import { createKafka, createProducer, ensureTopics } from '@dwell/kafka';
-import { DEFAULT_FRAME_LIMITS, encodePageEvent, encodeRejectedFrame, parseJsonFrame } from '@dwell/protocol';
+import {
+  DEFAULT_FRAME_LIMITS,
+  encodeRejectedFrame,
+  encodeStampedEvents,
+  parseJsonFrame,
+} from '@dwell/protocol';
 
 const env = process.env;
 const int = (name, fallback) => (env[name] === undefined || env[name] === '' ? fallback : Number(env[name]));
@@ -261,19 +266,18 @@ async function startWorker() {
         send(ws, connection, { t: 'error', n, reason: r.reason, detail: r.detail, index: r.index });
       }
       if (accepted.length === 0) return settle(ws, connection, n);
-      const recvMs = Date.now();
-      const records = accepted.map((event) => ({
-        key: event.page_view_id,
-        value: encodePageEvent({
-          recv_ms: recvMs,
+      const values = encodeStampedEvents(
+        {
+          recv_ms: Date.now(),
           gateway_id: config.gatewayId,
           site_id: connection.claims.site_id,
           user_id: connection.claims.user_id,
           user_agent: connection.userAgent,
           transport: 'ws_json',
-          event,
-        }),
-      }));
+        },
+        accepted,
+      );
+      const records = accepted.map((event, i) => ({ key: event.page_view_id, value: values[i] }));
       void events.append(records).then((outcome) => {
         if (connection.closed) return;
         if (!outcome.stored)

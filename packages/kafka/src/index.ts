@@ -1,5 +1,6 @@
 export * from './client.js';
 export * from './local-broker.js';
+export * from './partitioner.js';
 export type {
   Admin,
   Consumer,

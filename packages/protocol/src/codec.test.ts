@@ -1,6 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { arbClientEvent, arbPageEvent, clientEvent, pageEvent, rejectedFrame } from '../test/fixtures.js';
+import {
+  arbClientEvent,
+  arbPageEvent,
+  clientEvent,
+  impression,
+  pageEvent,
+  rejectedFrame,
+} from '../test/fixtures.js';
 import {
   decodePageEvent,
   decodeRejectedFrame,
@@ -8,6 +15,7 @@ import {
   encodeJsonFrame,
   encodePageEvent,
   encodeRejectedFrame,
+  encodeStampedEvents,
   stampEvent,
 } from './codec.js';
 import { REJECTION_REASON_CODES } from './rejection.js';
@@ -15,6 +23,8 @@ import { currentSchema, SINGLE_OBJECT_HEADER_BYTES, SingleObjectDecodeError } fr
 import { decodeBinaryFrame, frameLimits, parseJsonFrame } from './validation.js';
 
 /** Room for the largest generated frames: 100 events of 64 impressions of 128-character ids. */
+type ClientEventOf = ReturnType<typeof clientEvent>;
+
 const ROOMY = frameLimits({ maxFrameBytes: 64 << 20 });
 
 describe('PageEvent', () => {
@@ -24,6 +34,41 @@ describe('PageEvent', () => {
     expect([...bytes.subarray(0, 2)]).toEqual([0xc3, 0x01]);
     expect(bytes.readBigUInt64LE(2)).toBe(currentSchema('PageEvent').fingerprint);
     expect(decodePageEvent(bytes)).toEqual(event);
+  });
+
+  it('encodes a frame of events stamped alike exactly as it encodes each one alone', () => {
+    fc.assert(
+      fc.property(
+        arbPageEvent,
+        fc.array(arbClientEvent, { maxLength: 12 }),
+        ({ event: _unused, ...stamp }, events) => {
+          const together = encodeStampedEvents(stamp, events);
+          expect(together).toHaveLength(events.length);
+          together.forEach((bytes, i) =>
+            expect(bytes.equals(encodePageEvent(stampEvent(events[i] as ClientEventOf, stamp)))).toBe(true),
+          );
+        },
+      ),
+      { numRuns: 300 },
+    );
+    // An event larger than the reused buffer, and the events after it.
+    const big = clientEvent({
+      impressions: Array.from({ length: 400 }, (_, i) =>
+        impression({ impression_id: `imp-${i}-${'x'.repeat(60)}` }),
+      ),
+    });
+    expect(encodePageEvent(stampEvent(big, pageEvent())).length).toBeGreaterThan(16 * 1024);
+    const stamp = {
+      recv_ms: 1,
+      gateway_id: 'g',
+      site_id: 's',
+      user_id: 'u',
+      user_agent: null,
+      transport: 'ws_json' as const,
+    };
+    const [first, second] = encodeStampedEvents(stamp, [big, clientEvent()]);
+    expect(first?.equals(encodePageEvent(stampEvent(big, stamp)))).toBe(true);
+    expect(second?.equals(encodePageEvent(stampEvent(clientEvent(), stamp)))).toBe(true);
   });
 
   it('does not write properties the schema does not name', () => {

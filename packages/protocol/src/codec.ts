@@ -11,7 +11,15 @@
  * Log (Kafka values): single-object encoded `PageEvent` on `dwell.events.v1` and `RejectedFrame`
  * on `dwell.rejected.v1`, always written with the current schema version, read from any version.
  */
-import { asBuffer, decodeSingleObjectOrThrow, encodeSingleObject } from './schemas.js';
+import type avsc from 'avsc';
+import {
+  asBuffer,
+  currentSchema,
+  decodeSingleObjectOrThrow,
+  encodeSingleObject,
+  SINGLE_OBJECT_HEADER_BYTES,
+  SINGLE_OBJECT_MARKER,
+} from './schemas.js';
 import type { ClientEvent, PageEvent, RejectedFrame } from './types.js';
 
 /** Single-object encoding of a ledger record for `dwell.events.v1`. */
@@ -63,4 +71,51 @@ export function stampEvent(event: ClientEvent, stamp: GatewayStamp): PageEvent {
     transport: stamp.transport,
     event,
   };
+}
+
+/**
+ * PageEvent's fields in its current schema: the stamp's, then `event` last (an Avro record is its
+ * fields' encodings back to back, so a frame's events can share the stamp's bytes).
+ */
+const PAGE_EVENT = (() => {
+  const current = currentSchema('PageEvent');
+  const fields = (current.type as avsc.types.RecordType).fields;
+  const last = fields[fields.length - 1];
+  if (last === undefined || last.name !== 'event') return undefined;
+  const header = Buffer.alloc(SINGLE_OBJECT_HEADER_BYTES);
+  header[0] = SINGLE_OBJECT_MARKER[0];
+  header[1] = SINGLE_OBJECT_MARKER[1];
+  header.writeBigUInt64LE(current.fingerprint, 2);
+  return { header, stampFields: fields.slice(0, -1), event: last.type };
+})();
+
+let eventScratch = Buffer.allocUnsafe(16 * 1024);
+
+/**
+ * The ledger records of one frame's events, all with the same stamp: for each event the same bytes
+ * as `encodePageEvent(stampEvent(event, stamp))`, with the stamp (header, clock, ids, User-Agent,
+ * transport) encoded once for the frame instead of once per event.
+ */
+export function encodeStampedEvents(stamp: GatewayStamp, events: readonly ClientEvent[]): Buffer[] {
+  if (PAGE_EVENT === undefined) return events.map((event) => encodePageEvent(stampEvent(event, stamp)));
+  const prefix = Buffer.concat([
+    PAGE_EVENT.header,
+    ...PAGE_EVENT.stampFields.map((field) =>
+      field.type.toBuffer((stamp as unknown as Record<string, unknown>)[field.name]),
+    ),
+  ]);
+  const out = new Array<Buffer>(events.length);
+  for (let i = 0; i < events.length; i++) {
+    let end = PAGE_EVENT.event.encode(events[i], eventScratch, 0);
+    // avsc returns minus the number of missing bytes when the buffer is too small.
+    while (end < 0) {
+      eventScratch = Buffer.allocUnsafe(Math.max(2 * eventScratch.length, eventScratch.length - end));
+      end = PAGE_EVENT.event.encode(events[i], eventScratch, 0);
+    }
+    const record = Buffer.allocUnsafe(prefix.length + end);
+    prefix.copy(record, 0);
+    eventScratch.copy(record, prefix.length, 0, end);
+    out[i] = record;
+  }
+  return out;
 }

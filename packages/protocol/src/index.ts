@@ -28,6 +28,7 @@ export {
   encodeClientBatch,
   encodeJsonFrame,
   stampEvent,
+  encodeStampedEvents,
   type GatewayStamp,
 } from './codec.js';
 export {

@@ -8,12 +8,19 @@ export interface LogRecord {
 
 export interface EventLogOptions {
   readonly topic: string;
-  /** How long records wait to join a batch, ms. Default 2. */
+  /** How long records wait to join a batch when no produce request is in flight, ms. Default 2. */
   readonly lingerMs?: number;
   /** Records per produce request. Default 2000. */
   readonly maxBatchRecords?: number;
+  /**
+   * Produce requests in flight at once. Default 2. A second request leaves only with a full batch
+   * (`maxBatchRecords`): below that, records gather while one request is in flight.
+   */
+  readonly maxInFlight?: number;
   /** Bytes waiting or in flight before `append` refuses more. Default 64 MiB. */
   readonly maxBufferedBytes?: number;
+  /** Age of the oldest record still waiting for a produce request beyond which `append` refuses more, ms. Default 500. */
+  readonly maxWaitMs?: number;
   /** Called with each produce's duration, ms. */
   readonly onProduced?: (ms: number, records: number) => void;
   /** Called when the log becomes unavailable or available again. */
@@ -28,26 +35,40 @@ export type AppendOutcome =
 interface Waiting {
   readonly records: readonly LogRecord[];
   readonly bytes: number;
+  /** When `append` took the records. */
+  readonly since: number;
   readonly settle: (outcome: AppendOutcome) => void;
 }
 
+const STORED: AppendOutcome = Object.freeze({ stored: true });
+const OVERLOADED: AppendOutcome = Object.freeze({ stored: false, reason: 'overloaded', retryAfterMs: 1000 });
+const UNAVAILABLE: AppendOutcome = Object.freeze({ stored: false, reason: 'unavailable', retryAfterMs: 2000 });
+
 /**
- * Appends records to a Kafka topic with acks=all, gathering the records of many frames for a few
- * milliseconds into one produce request. `append` resolves only once Kafka has stored every record
- * of the call, or with a refusal the caller turns into a "resend later" answer: nothing is ever
- * acknowledged that was not stored, and nothing waits in memory beyond `maxBufferedBytes`.
+ * Appends records to a Kafka topic with acks=all, gathering the records of many frames into one
+ * produce request. With nothing in flight, records wait `lingerMs` for company; while a request is
+ * in flight, they gather until it returns (or until a batch is full and a second request may
+ * leave), so a busier log sends fewer, larger requests instead of one per linger. `append`
+ * resolves only once Kafka has stored every record of the call, or with a refusal the caller
+ * turns into a "resend later" answer: nothing is ever acknowledged that was not stored, and nothing
+ * waits beyond `maxWaitMs` or `maxBufferedBytes`.
  */
 export class EventLog {
   private readonly producer: Producer;
   private readonly topic: string;
   private readonly lingerMs: number;
   private readonly maxBatchRecords: number;
+  private readonly maxInFlight: number;
   private readonly maxBufferedBytes: number;
+  private readonly maxWaitMs: number;
   private readonly options: EventLogOptions;
+  private readonly now: () => number;
   private waiting: Waiting[] = [];
   private waitingRecords = 0;
   private timer: NodeJS.Timeout | undefined;
-  private inFlight = new Set<Promise<void>>();
+  private inFlight = 0;
+  /** Called once after the next produce request settles (drain waits on it). */
+  private settledListeners: Array<() => void> = [];
   private buffered = 0;
   private isAvailable = true;
 
@@ -57,12 +78,21 @@ export class EventLog {
     this.topic = options.topic;
     this.lingerMs = options.lingerMs ?? 2;
     this.maxBatchRecords = options.maxBatchRecords ?? 2000;
+    this.maxInFlight = Math.max(1, options.maxInFlight ?? 2);
     this.maxBufferedBytes = options.maxBufferedBytes ?? 64 * 1024 * 1024;
+    this.maxWaitMs = options.maxWaitMs ?? 500;
+    this.now = options.now ?? Date.now;
   }
 
   /** Bytes accepted by `append` and not yet stored or refused. */
   get bufferedBytes(): number {
     return this.buffered;
+  }
+
+  /** How long the oldest record still waiting for a produce request has waited, ms (0: none waits). */
+  get oldestWaitMs(): number {
+    const oldest = this.waiting[0];
+    return oldest === undefined ? 0 : Math.max(0, this.now() - oldest.since);
   }
 
   /** False after a produce failed, until one succeeds again. */
@@ -71,72 +101,115 @@ export class EventLog {
   }
 
   append(records: readonly LogRecord[]): Promise<AppendOutcome> {
-    if (records.length === 0) return Promise.resolve({ stored: true });
+    if (records.length === 0) return Promise.resolve(STORED);
     let bytes = 0;
     for (const record of records) bytes += record.value.length + record.key.length;
-    if (this.buffered + bytes > this.maxBufferedBytes) {
-      return Promise.resolve({ stored: false, reason: 'overloaded', retryAfterMs: 1000 });
+    const now = this.now();
+    const oldest = this.waiting[0];
+    if (this.buffered + bytes > this.maxBufferedBytes || (oldest !== undefined && now - oldest.since > this.maxWaitMs)) {
+      return Promise.resolve(OVERLOADED);
     }
     return new Promise((settle) => {
       this.buffered += bytes;
-      this.waiting.push({ records, bytes, settle });
+      this.waiting.push({ records, bytes, since: now, settle });
       this.waitingRecords += records.length;
-      if (this.waitingRecords >= this.maxBatchRecords) this.flush();
-      else this.timer ??= setTimeout(() => this.flush(), this.lingerMs);
+      this.pump(now, false);
     });
   }
 
-  /** Sends what waits now and resolves when every produce in flight has finished. */
+  /** Sends what waits now and resolves when every produce request has finished. */
   async drain(): Promise<void> {
-    this.flush();
-    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    for (;;) {
+      while (this.waiting.length > 0 && this.inFlight < this.maxInFlight) this.sendBatch();
+      if (this.inFlight === 0) return;
+      await new Promise<void>((resolve) => this.settledListeners.push(resolve));
+    }
   }
 
-  private flush(): void {
-    if (this.timer !== undefined) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
+  /**
+   * Sends what is due: a full batch whenever a request may leave; otherwise, with nothing in
+   * flight, the waiting records once the oldest has lingered (or `lingered`: its timer fired).
+   * With a request in flight, its completion calls this again.
+   */
+  private pump(now: number, lingered: boolean): void {
+    while (this.inFlight < this.maxInFlight) {
+      const oldest = this.waiting[0];
+      if (oldest === undefined) break;
+      const full = this.waitingRecords >= this.maxBatchRecords;
+      const due = this.inFlight === 0 && (lingered || now - oldest.since >= this.lingerMs);
+      if (!full && !due) break;
+      this.sendBatch();
     }
-    while (this.waiting.length > 0) {
-      const batch: Waiting[] = [];
-      let count = 0;
-      while (this.waiting.length > 0 && (count === 0 || count + (this.waiting[0] as Waiting).records.length <= this.maxBatchRecords)) {
-        const next = this.waiting.shift() as Waiting;
-        batch.push(next);
-        count += next.records.length;
+    const oldest = this.waiting[0];
+    if (oldest === undefined || this.inFlight > 0) {
+      if (this.timer !== undefined) {
+        clearTimeout(this.timer);
+        this.timer = undefined;
       }
-      this.waitingRecords -= count;
-      const sending = this.send(batch, count);
-      this.inFlight.add(sending);
-      void sending.finally(() => this.inFlight.delete(sending));
+    } else {
+      this.timer ??= setTimeout(this.onLingered, Math.max(0, oldest.since + this.lingerMs - now));
     }
+  }
+
+  private readonly onLingered = (): void => {
+    this.timer = undefined;
+    this.pump(this.now(), true);
+  };
+
+  /** Takes up to `maxBatchRecords` from the head of the queue (at least one append) and sends it. */
+  private sendBatch(): void {
+    let take = 0;
+    let count = 0;
+    while (take < this.waiting.length) {
+      const size = (this.waiting[take] as Waiting).records.length;
+      if (take > 0 && count + size > this.maxBatchRecords) break;
+      count += size;
+      take += 1;
+    }
+    const batch = take === this.waiting.length ? this.waiting : this.waiting.slice(0, take);
+    this.waiting = take === this.waiting.length ? [] : this.waiting.slice(take);
+    this.waitingRecords -= count;
+    this.inFlight += 1;
+    void this.send(batch, count);
   }
 
   private async send(batch: readonly Waiting[], count: number): Promise<void> {
     const messages: Message[] = new Array<Message>(count);
     let i = 0;
     for (const waiting of batch) for (const record of waiting.records) messages[i++] = record;
-    const now = this.options.now ?? Date.now;
-    const started = now();
+    const started = this.now();
     let outcome: AppendOutcome;
     try {
       await this.producer.send({ topic: this.topic, acks: -1, messages });
-      this.options.onProduced?.(now() - started, count);
-      outcome = { stored: true };
+      this.options.onProduced?.(this.now() - started, count);
+      outcome = STORED;
       if (!this.isAvailable) {
         this.isAvailable = true;
         this.options.onAvailability?.(true);
       }
     } catch (error) {
-      outcome = { stored: false, reason: 'unavailable', retryAfterMs: 2000 };
+      outcome = UNAVAILABLE;
       if (this.isAvailable) {
         this.isAvailable = false;
         this.options.onAvailability?.(false, error);
       }
     }
-    for (const waiting of batch) {
+    this.inFlight -= 1;
+    let settled: readonly Waiting[] = batch;
+    if (!outcome.stored && this.waiting.length > 0) {
+      // What gathered behind a failed request would only wait out the same retries: refuse it now
+      // (the clients resend), and let the next append probe whether Kafka is back.
+      settled = [...batch, ...this.waiting];
+      this.waiting = [];
+      this.waitingRecords = 0;
+    }
+    for (const waiting of settled) {
       this.buffered -= waiting.bytes;
       waiting.settle(outcome);
     }
+    const listeners = this.settledListeners;
+    this.settledListeners = [];
+    for (const listener of listeners) listener();
+    this.pump(this.now(), false);
   }
 }

@@ -208,6 +208,12 @@ describe('bad input: typed reason, dead letter, survival', () => {
     expect(health.status).toBe(200);
     const metrics = await (await fetch(`http://127.0.0.1:${gw.port}/metrics`)).text();
     expect(metrics).toMatch(/dwell_gateway_rejected_total\{reason="malformed_json"\} [1-9]/);
+    // The event loop has run for a while: its delay is measured, and nothing waits for Kafka now.
+    for (const quantile of ['0.5', '0.99', '1']) {
+      expect(metrics).toMatch(new RegExp(`^dwell_gateway_event_loop_delay_ms\\{quantile="${quantile}"\\} \\d`, 'm'));
+    }
+    expect(Number(/^dwell_gateway_event_loop_delay_ms\{quantile="1"\} (\S+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+    expect(metrics).toMatch(/^dwell_gateway_oldest_waiting_event_ms 0$/m);
     void SECRET;
   });
 });

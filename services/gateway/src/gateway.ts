@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createKafka, createProducer, ensureTopics, type Producer } from '@dwell/kafka';
 import { DEFAULT_FRAME_LIMITS } from '@dwell/protocol';
 import { MetricsRegistry, type Logger } from '@dwell/runtime';
@@ -37,6 +38,22 @@ export async function startGateway(config: GatewayConfig, logger: Logger, hooks:
   await producer.connect();
 
   const metrics = new MetricsRegistry().withProcessMetrics('dwell_gateway');
+  // How late the event loop runs its callbacks: every frame, ack and produce waits behind this.
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
+  metrics.gauge(
+    'dwell_gateway_event_loop_delay_ms',
+    'Event-loop delay since the previous scrape of this process, ms, by quantile (1 = the largest).',
+    () => {
+      const quantiles: Array<readonly [{ quantile: string }, number]> = [
+        [{ quantile: '0.5' }, loopDelay.count > 0 ? loopDelay.percentile(50) / 1e6 : 0],
+        [{ quantile: '0.99' }, loopDelay.count > 0 ? loopDelay.percentile(99) / 1e6 : 0],
+        [{ quantile: '1' }, loopDelay.count > 0 ? loopDelay.max / 1e6 : 0],
+      ];
+      loopDelay.reset();
+      return quantiles;
+    },
+  );
   const produceMs = metrics.histogram('dwell_gateway_produce_duration_ms', 'Kafka produce (acks=all) latency, ms.', [
     1, 2, 5, 10, 20, 50, 100, 250, 500, 1000, 5000,
   ]);
@@ -44,6 +61,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, hooks:
     topic: config.DWELL_EVENTS_TOPIC,
     lingerMs: config.GATEWAY_LINGER_MS,
     maxBufferedBytes: config.GATEWAY_MAX_BUFFERED_BYTES,
+    maxWaitMs: config.GATEWAY_MAX_WAIT_MS,
     onProduced: (ms) => produceMs.observe(ms),
     onAvailability: (available, error) =>
       available ? log.info('kafka available again') : log.error('kafka unavailable: refusing new events until it returns', { error }),
@@ -93,6 +111,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, hooks:
         await server.drain(config.GATEWAY_DRAIN_TIMEOUT_MS);
         await commands.stop();
         await producer.disconnect();
+        loopDelay.disable();
         log.info('stopped');
       })()),
   };

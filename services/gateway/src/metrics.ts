@@ -13,15 +13,29 @@ export class GatewayMetrics {
   private readonly eventsInByTransport: (transport: Transport) => CounterChild;
   private readonly rejectedByReason: (reason: string) => CounterChild;
 
-  constructor(registry: MetricsRegistry, state: () => { eventsBuffered: number; kafkaAvailable: boolean }) {
+  constructor(registry: MetricsRegistry, state: () => { eventsBuffered: number; oldestWaitMs: number; kafkaAvailable: boolean }) {
     this.registry = registry;
     registry.gauge('dwell_gateway_connections', 'Open WebSocket connections.', () => this.open.value);
     registry.gauge('dwell_gateway_buffered_event_bytes', 'Event bytes waiting for Kafka.', () => state().eventsBuffered);
+    registry.gauge(
+      'dwell_gateway_oldest_waiting_event_ms',
+      'Age of the oldest event waiting for a Kafka produce request, ms (frames are refused beyond GATEWAY_MAX_WAIT_MS).',
+      () => state().oldestWaitMs,
+    );
     registry.gauge('dwell_gateway_kafka_available', '1 when the last produce succeeded.', () => (state().kafkaAvailable ? 1 : 0));
     this.frames = registry.counter('dwell_gateway_frames_received_total', 'Frames and HTTP bodies received.').labels();
     this.frameBytes = registry.counter('dwell_gateway_frame_bytes_received_total', 'Bytes of frames received.').labels();
     const eventsIn = registry.counter('dwell_gateway_events_received_total', 'Valid events received, by transport.');
-    this.eventsInByTransport = (transport) => eventsIn.labels({ transport });
+    // Resolved once per transport: a frame's count is then one property write, not a label lookup.
+    const byTransport = new Map<Transport, CounterChild>();
+    this.eventsInByTransport = (transport) => {
+      let child = byTransport.get(transport);
+      if (child === undefined) {
+        child = eventsIn.labels({ transport });
+        byTransport.set(transport, child);
+      }
+      return child;
+    };
     this.stored = registry.counter('dwell_gateway_events_stored_total', 'Events Kafka acknowledged.').labels();
     const rejected = registry.counter('dwell_gateway_rejected_total', 'Refused input, by reason.');
     this.rejectedByReason = (reason) => rejected.labels({ reason });

@@ -2,13 +2,12 @@ import { randomBytes } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_socket } from 'uWebSockets.js';
 import {
   decodeBinaryFrame,
-  encodePageEvent,
   encodeRejectedFrame,
+  encodeStampedEvents,
   parseJsonFrame,
   type ClientEvent,
   type FrameLimits,
   type FrameOutcome,
-  type PageEvent,
   type RejectionReasonCode,
   type Transport,
 } from '@dwell/protocol';
@@ -51,22 +50,41 @@ export interface GatewayDeps {
   readonly commands?: CommandChannel;
 }
 
-interface Connection {
-  readonly id: string;
+/**
+ * One WebSocket's state (the socket's user data holds it). It is also the socket as the command
+ * channel knows it (a `CommandConnection`, attached from `open` on): `siteId`, `userId`,
+ * `transport` and `send` live on the prototype, so the channel needs no object or closure of its
+ * own per connection.
+ */
+interface Connection extends CommandConnection {
   readonly claims: TokenClaims;
   readonly remoteAddr: string;
   readonly origin: string | null;
   readonly userAgent: string | null;
   /** Frames received so far; frame n is the n-th message on this socket. */
   received: number;
-  /** Every frame ≤ this has been settled (stored, refused or nacked) and acknowledged. */
+  /** Every frame ≤ this has been settled (stored, refused or nacked); acknowledged by the next ack sent. */
   acked: number;
-  readonly settledAhead: Set<number>;
+  /** The last `acked` sent to the client. */
+  ackSent: number;
+  /** Frames settled out of order (above `acked + 1`); only allocated once that happens. */
+  settledAhead: Set<number> | undefined;
   tokens: number;
   tokensAt: number;
   closed: boolean;
-  /** This socket as the command channel knows it, from `open` on. */
-  link: CommandConnection | undefined;
+  /** Attached to the command channel (from `open` on). */
+  attached: boolean;
+  /** The socket, from `open` on. */
+  ws: WebSocket<SocketData> | undefined;
+}
+
+/**
+ * What uWebSockets.js keeps per socket. It copies the own properties of the object given to
+ * `upgrade` into a plain object of its own, so the connection (a class instance, methods on its
+ * prototype) travels inside it.
+ */
+interface SocketData {
+  readonly connection: Connection;
 }
 
 /** Server → client frames, JSON text. */
@@ -92,13 +110,15 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
   const now = options.now ?? Date.now;
   const metrics = new GatewayMetrics(deps.metrics, () => ({
     eventsBuffered: deps.events.bufferedBytes,
+    oldestWaitMs: deps.events.oldestWaitMs,
     kafkaAvailable: deps.events.available,
   }));
-  const sockets = new Set<WebSocket<Connection>>();
+  const sockets = new Set<WebSocket<SocketData>>();
   const perIp = new Map<string, number>();
   let draining = false;
   const maxDeadLetterBytes = options.maxDeadLetterBytes ?? 16_384;
   const trusted = addressMatcher(options.trustedProxies ?? []);
+  const headerValues = new StringInterner(1024);
 
   const deadLetter = (
     reason: RejectionReasonCode,
@@ -131,19 +151,12 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
 
   /** Stamps and encodes accepted events; the key keeps a page view's events on one partition, in order. */
   const toRecords = (events: readonly ClientEvent[], claims: TokenClaims, userAgent: string | null, transport: Transport): LogRecord[] => {
-    const recvMs = now();
-    return events.map((event) => {
-      const stamped: PageEvent = {
-        recv_ms: recvMs,
-        gateway_id: options.gatewayId,
-        site_id: claims.site_id,
-        user_id: claims.user_id,
-        user_agent: userAgent,
-        transport,
-        event,
-      };
-      return { key: event.page_view_id, value: encodePageEvent(stamped) };
-    });
+    // The stamp is the same for every event of the frame: encoded once, not once per event.
+    const values = encodeStampedEvents(
+      { recv_ms: now(), gateway_id: options.gatewayId, site_id: claims.site_id, user_id: claims.user_id, user_agent: userAgent, transport },
+      events,
+    );
+    return events.map((event, i) => ({ key: event.page_view_id, value: values[i] as Buffer }));
   };
 
   /** Takes `count` events from the connection's token bucket; false when the bucket is empty. */
@@ -159,10 +172,27 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
     return true;
   };
 
-  const send = (ws: WebSocket<Connection>, frame: ServerFrame): void => sendText(ws, JSON.stringify(frame));
+  const send = (ws: WebSocket<SocketData>, frame: ServerFrame): void => sendText(ws, JSON.stringify(frame));
 
-  const sendText = (ws: WebSocket<Connection>, text: string): void => {
-    const connection = ws.getUserData();
+  /**
+   * Sockets whose settled prefix grew since their last ack. Acks go out once the frames settled
+   * together (one produce request settles many frames, often several of one socket) have all been
+   * counted: one cumulative ack per socket instead of one per frame.
+   */
+  let ackDue: Array<WebSocket<SocketData>> = [];
+  const sendDueAcks = (): void => {
+    const due = ackDue;
+    ackDue = [];
+    for (const ws of due) {
+      const connection = ws.getUserData().connection;
+      if (connection.closed || connection.ackSent === connection.acked) continue;
+      connection.ackSent = connection.acked;
+      ws.cork(() => sendText(ws, `{"t":"ack","n":${connection.acked}}`));
+    }
+  };
+
+  const sendText = (ws: WebSocket<SocketData>, text: string): void => {
+    const connection = ws.getUserData().connection;
     if (connection.closed) return;
     const status = ws.send(text, false);
     if (status === 2 || ws.getBufferedAmount() > options.maxBackpressureBytes) {
@@ -173,21 +203,67 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
     }
   };
 
-  /** Marks frame n settled and sends the cumulative ack if the settled prefix grew. */
-  const settle = (ws: WebSocket<Connection>, n: number): void => {
-    const connection = ws.getUserData();
+  /** Per-socket state; see `Connection`. */
+  class WsConnection implements Connection {
+    readonly id: string;
+    readonly claims: TokenClaims;
+    readonly remoteAddr: string;
+    readonly origin: string | null;
+    readonly userAgent: string | null;
+    received = 0;
+    acked = 0;
+    ackSent = 0;
+    settledAhead: Set<number> | undefined = undefined;
+    tokens: number;
+    tokensAt: number;
+    closed = false;
+    attached = false;
+    ws: WebSocket<SocketData> | undefined = undefined;
+    constructor(id: string, claims: TokenClaims, remoteAddr: string, origin: string | null, userAgent: string | null, at: number) {
+      this.id = id;
+      this.claims = claims;
+      this.remoteAddr = remoteAddr;
+      this.origin = origin;
+      this.userAgent = userAgent;
+      this.tokens = options.rateBurst;
+      this.tokensAt = at;
+    }
+    get siteId(): string {
+      return this.claims.site_id;
+    }
+    get userId(): string {
+      return this.claims.user_id;
+    }
+    get transport(): 'ws' {
+      return 'ws';
+    }
+    /** A command frame. Commands arrive from Kafka callbacks, outside any uWebSockets.js handler: corked. */
+    send(text: string): void {
+      const ws = this.ws;
+      if (ws !== undefined) ws.cork(() => sendText(ws, text));
+    }
+  }
+
+  /** Marks frame n settled; if the settled prefix grew, the cumulative ack goes out with the others due. */
+  const settle = (ws: WebSocket<SocketData>, n: number): void => {
+    const connection = ws.getUserData().connection;
     if (connection.closed) return;
     if (n !== connection.acked + 1) {
-      connection.settledAhead.add(n);
+      (connection.settledAhead ??= new Set()).add(n);
       return;
     }
     connection.acked = n;
-    while (connection.settledAhead.delete(connection.acked + 1)) connection.acked += 1;
-    send(ws, { t: 'ack', n: connection.acked });
+    const ahead = connection.settledAhead;
+    if (ahead !== undefined) {
+      while (ahead.delete(connection.acked + 1)) connection.acked += 1;
+      if (ahead.size === 0) connection.settledAhead = undefined;
+    }
+    if (ackDue.length === 0) queueMicrotask(sendDueAcks);
+    ackDue.push(ws);
   };
 
-  const onFrame = (ws: WebSocket<Connection>, message: ArrayBuffer, isBinary: boolean): void => {
-    const connection = ws.getUserData();
+  const onFrame = (ws: WebSocket<SocketData>, message: ArrayBuffer, isBinary: boolean): void => {
+    const connection = ws.getUserData().connection;
     if (connection.claims.exp * 1000 <= now()) {
       // The token expired while the socket was open; nothing of this frame is taken.
       connection.closed = true;
@@ -197,18 +273,19 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
     const n = ++connection.received;
     const transport: Transport = isBinary ? 'ws_avro' : 'ws_json';
     metrics.frameIn(message.byteLength);
-    if (!isBinary && connection.link !== undefined && deps.commands?.isControlFrame(message) === true) {
+    if (!isBinary && connection.attached && deps.commands?.isControlFrame(message) === true) {
       // A reply costs one token of the connection's event budget, so replies cannot flood either.
       if (!takeTokens(connection, 1)) {
         send(ws, { t: 'error', n, reason: 'rate_limited', detail: `more than ${options.rateEventsPerSecond} frames/s sustained` });
         settle(ws, n);
         return;
       }
-      onControlFrame(ws, connection, connection.link, n, Buffer.from(message.slice(0)));
+      onControlFrame(ws, connection, n, Buffer.from(message.slice(0)));
       return;
     }
-    // uWebSockets.js neuters `message` after this callback returns; copy before any await.
-    const raw = new Uint8Array(message.slice(0));
+    // A view, not a copy: uWebSockets.js neuters `message` after this callback returns, and
+    // nothing below keeps it past that (parsing copies what it keeps, dead letters copy the bytes).
+    const raw = new Uint8Array(message);
     const parsed: FrameOutcome = isBinary
       ? decodeBinaryFrame(raw, options.limits)
       : parseJsonFrame(raw, options.limits);
@@ -253,8 +330,8 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
   };
 
   /** A reply to a command: settled (acked) once stored, refused with an error, or nacked when Kafka is down. */
-  const onControlFrame = (ws: WebSocket<Connection>, connection: Connection, link: CommandConnection, n: number, raw: Buffer): void => {
-    void (deps.commands as CommandChannel).replyFrame(link, raw.toString('utf8')).then((outcome) => {
+  const onControlFrame = (ws: WebSocket<SocketData>, connection: Connection, n: number, raw: Buffer): void => {
+    void (deps.commands as CommandChannel).replyFrame(connection, raw.toString('utf8')).then((outcome) => {
       if (connection.closed) return;
       if (!outcome.ok && outcome.reason !== 'unavailable') {
         deadLetter(outcome.reason, outcome.detail, raw, 'ws_json', { remoteAddr: connection.remoteAddr, origin: connection.origin, claims: connection.claims });
@@ -269,7 +346,7 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
 
   const app: TemplatedApp = uws.App();
 
-  app.ws<Connection>('/v1/ws', {
+  app.ws<SocketData>('/v1/ws', {
     // uWebSockets.js closes frames above this hard limit itself (1009); frames between the
     // configured limit and this one get a typed error and a dead letter instead.
     maxPayloadLength: Math.max(options.limits.maxFrameBytes * 4, 1 << 20),
@@ -306,38 +383,32 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
       if ((perIp.get(remoteAddr) ?? 0) >= options.maxConnectionsPerIp) {
         return refuse('429 Too Many Requests', 'too_many_connections', `more than ${options.maxConnectionsPerIp} connections from ${remoteAddr}`, check.claims);
       }
-      const connection: Connection = {
-        id: randomBytes(8).toString('hex'),
-        claims: check.claims,
+      const connection = new WsConnection(
+        randomBytes(8).toString('hex'),
+        check.claims,
         remoteAddr,
-        origin: origin === '' ? null : origin,
-        userAgent: userAgent === '' ? null : userAgent,
-        received: 0,
-        acked: 0,
-        settledAhead: new Set(),
-        tokens: options.rateBurst,
-        tokensAt: now(),
-        closed: false,
-        link: undefined,
-      };
-      res.cork(() => res.upgrade(connection, key, protocol, extensions, context));
+        origin === '' ? null : headerValues.intern(origin),
+        userAgent === '' ? null : headerValues.intern(userAgent),
+        now(),
+      );
+      const data: SocketData = { connection };
+      res.cork(() => res.upgrade(data, key, protocol, extensions, context));
     },
     open: (ws) => {
-      const connection = ws.getUserData();
+      const connection = ws.getUserData().connection;
       sockets.add(ws);
       perIp.set(connection.remoteAddr, (perIp.get(connection.remoteAddr) ?? 0) + 1);
       metrics.connectionOpened();
       send(ws, { t: 'hello', gateway_id: options.gatewayId, connection_id: connection.id, heartbeat_s: options.idleTimeoutSeconds });
+      connection.ws = ws;
       if (deps.commands !== undefined) {
-        // Commands arrive from Kafka callbacks, outside any uWebSockets.js handler: cork each send.
-        const link: CommandConnection = { id: connection.id, siteId: connection.claims.site_id, userId: connection.claims.user_id, transport: 'ws', send: (text) => void ws.cork(() => sendText(ws, text)) };
-        connection.link = link;
-        deps.commands.attach(link);
+        connection.attached = true;
+        deps.commands.attach(connection);
       }
     },
     message: (ws, message, isBinary) => {
       if (message.byteLength > options.limits.maxFrameBytes) {
-        const connection = ws.getUserData();
+        const connection = ws.getUserData().connection;
         const n = ++connection.received;
         const detail = `frame of ${message.byteLength} bytes exceeds ${options.limits.maxFrameBytes}`;
         deadLetter('frame_too_large', detail, new Uint8Array(message.slice(0, maxDeadLetterBytes)), isBinary ? 'ws_avro' : 'ws_json', {
@@ -358,10 +429,11 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
       void ws;
     },
     close: (ws) => {
-      const connection = ws.getUserData();
+      const connection = ws.getUserData().connection;
       connection.closed = true;
       sockets.delete(ws);
-      if (connection.link !== undefined) deps.commands?.detach(connection.link);
+      if (connection.attached) deps.commands?.detach(connection);
+      connection.ws = undefined;
       const left = (perIp.get(connection.remoteAddr) ?? 1) - 1;
       if (left === 0) perIp.delete(connection.remoteAddr);
       else perIp.set(connection.remoteAddr, left);
@@ -509,7 +581,7 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
           const deadline = new Promise<void>((done) => setTimeout(done, timeoutMs).unref());
           await Promise.race([Promise.all([deps.events.drain(), deps.rejected.drain()]), deadline]);
           for (const ws of [...sockets]) {
-            const connection = ws.getUserData();
+            const connection = ws.getUserData().connection;
             if (connection.closed) continue;
             connection.closed = true;
             // Spread reconnects over a few seconds so the remaining nodes are not stampeded.
@@ -531,6 +603,26 @@ function clientAddress(res: HttpResponse, forwardedFor: string, trusted: (addres
   if (forwardedFor === '' || !trusted(peer)) return peer;
   const last = forwardedFor.split(',').at(-1)?.trim();
   return last === undefined || last === '' ? peer : last;
+}
+
+/**
+ * Keeps one copy of each header value seen recently: the connections of a few browser versions
+ * then share a few User-Agent strings instead of holding one copy each. Bounded: forgets everything
+ * once `max` distinct values were seen (a string already handed out stays valid).
+ */
+export class StringInterner {
+  private readonly known = new Map<string, string>();
+  private readonly max: number;
+  constructor(max: number) {
+    this.max = max;
+  }
+  intern(value: string): string {
+    const known = this.known.get(value);
+    if (known !== undefined) return known;
+    if (this.known.size >= this.max) this.known.clear();
+    this.known.set(value, value);
+    return value;
+  }
 }
 
 /** Matches addresses against exact entries and IPv4 CIDR ranges (`10.0.0.0/8`). */

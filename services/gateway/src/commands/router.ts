@@ -65,7 +65,8 @@ export class CommandRouter {
   /** Progress records and duplicate answers: batched for a millisecond, never on a reply's path. */
   private readonly replyLog: EventLog;
   private readonly connections = new Map<string, CommandConnection>();
-  private readonly byUser = new Map<string, Set<CommandConnection>>();
+  /** A user's connections: the connection itself while it is the only one (most users), else a Set. */
+  private readonly byUser = new Map<string, CommandConnection | Set<CommandConnection>>();
   private readonly counters: {
     readonly read: CounterChild;
     readonly deliveries: CounterChild;
@@ -160,21 +161,22 @@ export class CommandRouter {
   /** A connection opened: it receives every command still waiting for its user. */
   attach(connection: CommandConnection): void {
     this.connections.set(connection.id, connection);
-    let set = this.byUser.get(connection.userId);
-    if (set === undefined) {
-      set = new Set();
-      this.byUser.set(connection.userId, set);
-    }
-    set.add(connection);
+    const known = this.byUser.get(connection.userId);
+    if (known === undefined) this.byUser.set(connection.userId, connection);
+    else if (known instanceof Set) known.add(connection);
+    else if (known !== connection) this.byUser.set(connection.userId, new Set([known, connection]));
     this.presence.userConnected(connection.siteId, connection.userId);
     this.apply(this.board.onConnectionOpened(connection, Date.now()));
   }
 
   detach(connection: CommandConnection): void {
     if (!this.connections.delete(connection.id)) return;
-    const set = this.byUser.get(connection.userId);
-    set?.delete(connection);
-    if (set?.size === 0) this.byUser.delete(connection.userId);
+    const known = this.byUser.get(connection.userId);
+    if (known === connection) this.byUser.delete(connection.userId);
+    else if (known instanceof Set) {
+      known.delete(connection);
+      if (known.size === 1) this.byUser.set(connection.userId, known.values().next().value as CommandConnection);
+    }
     this.presence.userDisconnected(connection.siteId, connection.userId);
   }
 
@@ -358,9 +360,10 @@ export class CommandRouter {
   }
 
   private connectionsOf(userId: string, siteId: string | null): CommandConnection[] {
-    const set = this.byUser.get(userId);
-    if (set === undefined) return [];
-    return [...set].filter((c) => siteId === null || c.siteId === siteId);
+    const known = this.byUser.get(userId);
+    if (known === undefined) return [];
+    const all = known instanceof Set ? [...known] : [known];
+    return all.filter((c) => siteId === null || c.siteId === siteId);
   }
 
   private apply(effects: readonly BoardEffect[]): void {

@@ -1,0 +1,231 @@
+/**
+ * The produce path of KafkaJS as patched by patches/kafkajs+2.2.4.patch (applied by `npm ci`):
+ * grouping per partition, record and batch encoding (also written in one pass for plain records),
+ * CRC-32C. Each is checked against an
+ * independent encoding written here from the Kafka protocol spec, so a patch that changed a byte
+ * on the wire fails here (the broker itself checks the CRC and the framing in the integration tests).
+ */
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it, vi } from 'vitest';
+
+const require = createRequire(import.meta.url);
+/** A module of KafkaJS's own source tree (what the patch changes), by its path under src/. */
+const kafkajsRoot = dirname(require.resolve('kafkajs'));
+const internal = <T>(path: string): T => require(join(kafkajsRoot, 'src', path)) as T;
+
+interface KafkaEncoder {
+  buffer: Buffer;
+  size(): number;
+}
+type Headers = Record<string, string | Buffer | Array<string | Buffer>>;
+interface RecordInput {
+  offsetDelta?: number;
+  timestampDelta?: number;
+  key?: string | Buffer | null;
+  value?: string | Buffer | null;
+  headers?: Headers;
+}
+
+const Record = internal<(record: RecordInput) => KafkaEncoder>('protocol/recordBatch/record/v0');
+const { RecordBatch } = internal<{
+  RecordBatch: (batch: { records: KafkaEncoder[]; firstTimestamp: number; maxTimestamp: number; lastOffsetDelta: number }) => Promise<KafkaEncoder>;
+}>('protocol/recordBatch/v0');
+const crc32C = internal<(buffer: Buffer) => number>('protocol/recordBatch/crc32C');
+const groupMessagesPerPartition = internal<
+  (args: {
+    topic: string;
+    partitionMetadata: unknown[];
+    messages: Array<{ key: string }>;
+    partitioner: (args: { message: { key: string } }) => number;
+  }) => Record<number, Array<{ key: string }>>
+>('producer/groupMessagesPerPartition');
+const produceRequestV3 = internal<
+  (args: {
+    acks: number;
+    timeout: number;
+    compression?: number;
+    topicData: Array<{ topic: string; partitions: Array<{ partition: number; messages: RecordInput[] }> }>;
+  }) => { encode(): Promise<KafkaEncoder> }
+>('protocol/requests/produce/v3/request');
+const Encoder = internal<{ new (): KafkaEncoder & { writeVarLong(v: number | string): KafkaEncoder } }>('protocol/encoder');
+
+// --- the reference, from the protocol spec ------------------------------------------------------
+
+/** Unsigned LEB128 of a non-negative bigint. */
+function uvarint(value: bigint): number[] {
+  const out: number[] = [];
+  let rest = value;
+  while (rest >= 0x80n) {
+    out.push(Number(rest & 0x7fn) | 0x80);
+    rest >>= 7n;
+  }
+  out.push(Number(rest));
+  return out;
+}
+/** Zig-zag varint of a signed 64-bit value (varint and varlong are the same encoding). */
+const varlong = (value: number | bigint): number[] => {
+  const v = BigInt(value);
+  return uvarint(v >= 0n ? v * 2n : -v * 2n - 1n);
+};
+const bytes = (value: string | Buffer | null | undefined): number[] =>
+  value == null ? varlong(-1) : [...varlong(Buffer.byteLength(value)), ...Buffer.from(value)];
+
+function referenceRecord(record: RecordInput): Buffer {
+  const headers: Array<[string, string | Buffer]> = [];
+  for (const [key, value] of Object.entries(record.headers ?? {})) {
+    for (const item of Array.isArray(value) ? value : [value]) headers.push([key, item]);
+  }
+  const body = [
+    0, // attributes
+    ...varlong(record.timestampDelta ?? 0),
+    ...varlong(record.offsetDelta ?? 0),
+    ...bytes(record.key),
+    ...bytes(record.value),
+    ...varlong(headers.length),
+    ...headers.flatMap(([key, value]) => [...bytes(key), ...bytes(value)]),
+  ];
+  return Buffer.from([...varlong(body.length), ...body]);
+}
+
+/** CRC-32C (Castagnoli, reflected polynomial 0x82f63b78), bit by bit. */
+function referenceCrc32C(data: Uint8Array): number {
+  let crc = 0xffffffff;
+  for (const byte of data) {
+    crc ^= byte;
+    for (let bit = 0; bit < 8; bit++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+const int16 = (v: number): number[] => [(v >> 8) & 0xff, v & 0xff];
+const int32 = (v: number): number[] => [(v >>> 24) & 0xff, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff];
+const int64 = (v: number): number[] => {
+  const b = Buffer.alloc(8);
+  b.writeBigInt64BE(BigInt(v));
+  return [...b];
+};
+const string16 = (v: string): number[] => [...int16(Buffer.byteLength(v)), ...Buffer.from(v)];
+
+/** A produce request v3 (no transaction, no idempotence, no compression), every record stamped `now`. */
+function referenceProduceV3(acks: number, timeout: number, topics: Array<{ topic: string; partitions: Array<{ partition: number; messages: RecordInput[] }> }>, now: number): Buffer {
+  const out = [...int16(-1), ...int16(acks), ...int32(timeout), ...int32(topics.length)];
+  for (const { topic, partitions } of topics) {
+    out.push(...string16(topic), ...int32(partitions.length));
+    for (const { partition, messages } of partitions) {
+      const records = Buffer.concat(messages.map((m, i) => referenceRecord({ key: m.key, value: m.value, headers: m.headers, offsetDelta: i, timestampDelta: 0 })));
+      const body = Buffer.from([
+        ...int16(0), // attributes
+        ...int32(messages.length - 1),
+        ...int64(now),
+        ...int64(now),
+        ...int64(-1), // producer id
+        ...int16(0), // producer epoch
+        ...int32(0), // first sequence
+        ...int32(messages.length),
+        ...records,
+      ]);
+      const batch = Buffer.concat([Buffer.from([...int32(0), 2, ...int32(referenceCrc32C(body))]), body]);
+      const recordSet = Buffer.concat([Buffer.from([...int64(0), ...int32(batch.length)]), batch]);
+      out.push(...int32(partition), ...int32(recordSet.length), ...recordSet);
+    }
+  }
+  return Buffer.from(out);
+}
+
+// --- the properties -----------------------------------------------------------------------------
+
+const arbBytesOrString = fc.oneof(fc.string({ maxLength: 40 }), fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b)));
+const arbRecord: fc.Arbitrary<RecordInput> = fc.record(
+  {
+    offsetDelta: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+    timestampDelta: fc.oneof(fc.integer({ min: -(2 ** 31), max: 2 ** 31 }), fc.maxSafeInteger(), fc.constantFrom(0, 2 ** 30 - 1, 2 ** 30, -(2 ** 30), -(2 ** 30) - 1)),
+    key: fc.option(arbBytesOrString, { nil: null }),
+    value: fc.option(arbBytesOrString, { nil: null }),
+    headers: fc.dictionary(fc.string({ maxLength: 10 }), fc.oneof(arbBytesOrString, fc.array(arbBytesOrString, { maxLength: 3 })), { maxKeys: 3 }),
+  },
+  { requiredKeys: ['offsetDelta', 'timestampDelta', 'value'] },
+);
+
+describe('patched KafkaJS produce path', () => {
+  it('encodes every record exactly as the protocol spec says', () => {
+    fc.assert(
+      fc.property(arbRecord, (record) => {
+        expect(Record(record).buffer.toString('hex')).toBe(referenceRecord(record).toString('hex'));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('writes varlongs of any size, small ones without Long arithmetic, identically', () => {
+    for (const value of [0, 1, -1, 63, -64, 64, 2 ** 30 - 1, 2 ** 30, -(2 ** 30), -(2 ** 30) - 1, 2 ** 31, 2 ** 40, -(2 ** 45), Number.MAX_SAFE_INTEGER]) {
+      expect(new Encoder().writeVarLong(value).buffer.toString('hex'), String(value)).toBe(Buffer.from(varlong(value)).toString('hex'));
+    }
+  });
+
+  it('frames a record batch with the CRC-32C of its body', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(arbRecord, { minLength: 1, maxLength: 30 }), async (records) => {
+        const encoded = records.map((r, i) => Record({ ...r, offsetDelta: i }));
+        const batch = (await RecordBatch({ records: encoded, firstTimestamp: 1_700_000_000_000, maxTimestamp: 1_700_000_000_123, lastOffsetDelta: records.length - 1 })).buffer;
+        // firstOffset int64, length int32, partitionLeaderEpoch int32, magic int8, crc uint32, then the body.
+        expect(batch.readInt32BE(8)).toBe(batch.length - 12);
+        expect(batch.readInt8(16)).toBe(2);
+        const body = batch.subarray(21);
+        expect(batch.readUInt32BE(17)).toBe(referenceCrc32C(body));
+        // The body ends with the record count and the records, back to back.
+        const recordBytes = Buffer.concat(records.map((r, i) => referenceRecord({ ...r, offsetDelta: i })));
+        expect(body.readInt32BE(body.length - recordBytes.length - 4)).toBe(records.length);
+        expect(body.subarray(body.length - recordBytes.length).equals(recordBytes)).toBe(true);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('encodes whole produce requests as the spec says, records with and without headers alike', async () => {
+    const arbMessage = arbRecord.map(({ key, value, headers }) => ({ key, value, headers }));
+    const arbPartitions = fc.uniqueArray(
+      fc.record({ partition: fc.nat(50), messages: fc.array(arbMessage, { minLength: 1, maxLength: 12 }) }),
+      { minLength: 1, maxLength: 4, selector: (p) => p.partition },
+    );
+    const now = 1_764_000_000_123;
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(now);
+    try {
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.record({ topic: fc.string({ minLength: 1, maxLength: 20 }), partitions: arbPartitions }), { minLength: 1, maxLength: 2 }), async (topics) => {
+          const encoded = (await produceRequestV3({ acks: -1, timeout: 30_000, topicData: topics }).encode()).buffer;
+          expect(encoded.toString('hex')).toBe(referenceProduceV3(-1, 30_000, topics, now).toString('hex'));
+        }),
+        { numRuns: 300 },
+      );
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('computes CRC-32C like the bit-by-bit definition at every length and alignment', () => {
+    expect(crc32C(Buffer.from('123456789'))).toBe(0xe3069283);
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), fc.nat(7), (data, skip) => {
+        const view = Buffer.from(data).subarray(Math.min(skip, data.length));
+        expect(crc32C(view)).toBe(referenceCrc32C(view));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('groups messages per partition, keeping their order', () => {
+    const messages = Array.from({ length: 1000 }, (_, i) => ({ key: String(i) }));
+    const grouped = groupMessagesPerPartition({
+      topic: 't',
+      partitionMetadata: [{}, {}, {}],
+      messages,
+      partitioner: ({ message }) => Number(message.key) % 3,
+    });
+    expect(Object.keys(grouped)).toEqual(['0', '1', '2']);
+    for (const p of [0, 1, 2]) expect(grouped[p]?.map((m) => Number(m.key))).toEqual(messages.map((_, i) => i).filter((i) => i % 3 === p));
+    expect(groupMessagesPerPartition({ topic: 't', partitionMetadata: [], messages, partitioner: () => 0 })).toEqual({});
+  });
+});
