@@ -30,6 +30,7 @@ export {
   stampEvent,
   type GatewayStamp,
 } from './codec.js';
+export { PageEventReader, PAGE_EVENT_READER_FORM } from './page-event-reader.js';
 export {
   RECORD_NAMES,
   SINGLE_OBJECT_MARKER,
