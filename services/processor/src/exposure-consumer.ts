@@ -82,6 +82,8 @@ export class ExposureConsumer {
   /** Why the engine stopped, if it did: nothing more can be computed. */
   private failure: Error | undefined;
   private lastSnapshotAt = Date.now();
+  /** Snapshots being stored and their offsets committed, while consumption goes on. */
+  private snapshotting: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopping = false;
 
@@ -238,7 +240,7 @@ export class ExposureConsumer {
   /** Flushes and snapshots when their intervals have passed. */
   private async maintain(keepAlive: () => Promise<void>): Promise<void> {
     const now = Date.now();
-    if (now - this.lastSnapshotAt >= this.options.snapshotIntervalMs) await this.snapshotAll(keepAlive);
+    if (now - this.lastSnapshotAt >= this.options.snapshotIntervalMs && this.snapshotting === undefined) await this.startSnapshot(keepAlive);
     else if (now - this.lastFlushAt >= this.options.flushIntervalMs) await this.flush(keepAlive);
   }
 
@@ -351,54 +353,74 @@ export class ExposureConsumer {
     while (this.pendingWrites.length > MAX_PENDING_WRITES) await this.pendingWrites[0];
   }
 
-  /** Flushes, stores a snapshot of every partition at its next offset, then commits those offsets. */
+  /** Flushes, stores a snapshot of every partition at its next offset, commits those offsets, and waits for all of it. */
   private async snapshotAll(keepAlive: () => Promise<void>): Promise<void> {
+    await this.snapshotting;
+    await this.startSnapshot(keepAlive);
+    await this.snapshotting;
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /**
+   * Flushes and asks for a snapshot of every partition at its next offset; stores them and commits
+   * their offsets in the background while consumption goes on (a snapshot holds the partition's
+   * whole state: storing it takes a while, and the batches need not wait for it).
+   */
+  private async startSnapshot(keepAlive: () => Promise<void>): Promise<void> {
     this.lastSnapshotAt = Date.now();
     await this.flush(keepAlive);
     // Asked right after the flush: each snapshot holds exactly the records up to its offset.
     const wanted = [...this.partitions.values()]
       .filter((state) => state.nextOffset !== state.snapshotAt && !state.awaitingSeek)
       .map((state) => ({ state, offset: state.nextOffset, snapshot: this.engine.snapshot(state.partition) }));
-    // An offset is committed only once every result and dead letter up to it is stored.
-    await this.writes;
-    await Promise.all(this.batchesAhead);
-    await this.deadLettersSent;
-    if (this.failure !== undefined) throw this.failure;
-    const commits: Array<{ topic: string; partition: number; offset: string }> = [];
-    for (const { state, offset, snapshot } of wanted) {
-      const { text, pageViews, rulesVersion, rulesFingerprint } = await snapshot;
-      await this.retry(
-        'store a snapshot',
-        () =>
-          this.store.saveSnapshot({
-            topic: this.options.topic,
-            partition: state.partition,
-            nextOffset: offset.toString(),
-            rulesVersion,
-            rulesFingerprint,
-            pageViews,
-            snapshot: text,
-            processorId: this.options.processorId,
-          }),
-        keepAlive,
-      );
-      this.metrics.snapshot(text.length);
-      state.snapshotAt = offset;
-      commits.push({ topic: this.options.topic, partition: state.partition, offset: offset.toString() });
-    }
-    if (commits.length === 0) return;
-    try {
-      await this.consumer.commitOffsets(commits);
-    } catch (error) {
-      // The partitions may have moved; their next owner resumes from an earlier snapshot.
-      this.log.warn('offset commit failed', { error });
-      return;
-    }
-    for (const { partition } of commits) {
-      await this.store
-        .pruneSnapshots(this.options.topic, partition, this.options.keepSnapshots)
-        .catch((error: unknown) => this.log.warn('could not prune old snapshots', { partition, error }));
-    }
+    if (wanted.length === 0) return;
+    const written = this.writes;
+    const batches = [...this.batchesAhead];
+    const job = (async () => {
+      // An offset is committed only once every result and dead letter up to it is stored.
+      await written;
+      await Promise.all(batches);
+      await this.deadLettersSent;
+      if (this.failure !== undefined) throw this.failure;
+      const commits: Array<{ topic: string; partition: number; offset: string }> = [];
+      for (const { state, offset, snapshot } of wanted) {
+        const { text, pageViews, rulesVersion, rulesFingerprint } = await snapshot;
+        await this.retry(
+          'store a snapshot',
+          () =>
+            this.store.saveSnapshot({
+              topic: this.options.topic,
+              partition: state.partition,
+              nextOffset: offset.toString(),
+              rulesVersion,
+              rulesFingerprint,
+              pageViews,
+              snapshot: text,
+              processorId: this.options.processorId,
+            }),
+          keepAlive,
+        );
+        this.metrics.snapshot(text.length);
+        state.snapshotAt = offset;
+        commits.push({ topic: this.options.topic, partition: state.partition, offset: offset.toString() });
+      }
+      try {
+        await this.consumer.commitOffsets(commits);
+      } catch (error) {
+        // The partitions may have moved; their next owner resumes from an earlier snapshot.
+        this.log.warn('offset commit failed', { error });
+        return;
+      }
+      for (const { partition } of commits) {
+        await this.store
+          .pruneSnapshots(this.options.topic, partition, this.options.keepSnapshots)
+          .catch((error: unknown) => this.log.warn('could not prune old snapshots', { partition, error }));
+      }
+    })().catch((error: unknown) => this.log.error('snapshot not stored', { error: String(error) }));
+    const tracked: Promise<void> = job.finally(() => {
+      if (this.snapshotting === tracked) this.snapshotting = undefined;
+    });
+    this.snapshotting = tracked;
   }
 
   private async deadLetters(
