@@ -145,14 +145,6 @@ export class PageViewState {
    */
   apply(pageEvent: PageEvent): PageViewOutcome {
     if (!isValidPageEvent(pageEvent)) return 'invalid_event';
-    return this.applyValid(pageEvent);
-  }
-
-  /**
-   * {@link PageViewState.apply} for an event the caller has already found valid
-   * (isValidPageEvent): PartitionExposure checks every event once, not twice.
-   */
-  applyValid(pageEvent: PageEvent): PageViewOutcome {
     const event = pageEvent.event;
     if (
       event.page_view_id !== this.pageViewId ||

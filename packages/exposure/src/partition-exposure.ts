@@ -83,11 +83,6 @@ export class PartitionExposure {
   private changed: Entry[] = [];
   // Insertion order is closing order, which is ascending last recv_ms: pruning reads from the front.
   private readonly closedRecently = new Map<string, number>();
-  /**
-   * The watermark past which the oldest id in `closedRecently` is forgotten (Infinity: none held):
-   * most events close nothing and forget nothing, and need not look at the map to know it.
-   */
-  private forgetAfter = Number.POSITIVE_INFINITY;
 
   /** `config` defaults to rules version 1; a bad config throws RulesConfigError. */
   constructor(config: RulesConfig = DEFAULT_RULES_CONFIG) {
@@ -197,8 +192,6 @@ export class PartitionExposure {
         expectInteger(pair[1], `closed_recently[${i}][1]`),
       );
     }
-    // Unknown until the next event looks.
-    partition.forgetAfter = Number.NEGATIVE_INFINITY;
     return partition;
   }
 
@@ -209,7 +202,7 @@ export class PartitionExposure {
     if (entry !== undefined) {
       if (watermark - (entry.state.lastRecvMs ?? pageEvent.recv_ms) > lateness) return 'late';
       const revision = entry.state.revision;
-      const outcome = entry.state.applyValid(pageEvent);
+      const outcome = entry.state.apply(pageEvent);
       if (entry.state.revision !== revision) this.markChanged(entry);
       return outcome;
     }
@@ -220,7 +213,7 @@ export class PartitionExposure {
     // A new page view's last event would be this one: if that is already out of the window, so is the event.
     if (watermark - pageEvent.recv_ms > lateness) return 'late';
     const state = new PageViewState(PageViewState.identityOf(pageEvent), this.config);
-    const outcome = state.applyValid(pageEvent);
+    const outcome = state.apply(pageEvent);
     if (outcome !== 'accepted') return outcome;
     const opened: Entry = { state, reported: [], changed: false, closed: false };
     this.open.set(id, opened);
@@ -243,7 +236,6 @@ export class PartitionExposure {
 
   private closeExpired(watermark: number): void {
     const lateness = this.config.allowedLatenessMs;
-    let closedAny = false;
     for (
       let top = this.expiry.peek();
       top !== undefined && watermark - top.lastRecvMs > lateness;
@@ -261,16 +253,10 @@ export class PartitionExposure {
       this.closing.push(top.item);
       this.closedRecently.delete(top.id);
       this.closedRecently.set(top.id, last);
-      closedAny = true;
     }
-    if (!closedAny && !(watermark > this.forgetAfter)) return;
     const horizon = lateness + this.config.closedMemoryMs;
-    this.forgetAfter = Number.POSITIVE_INFINITY;
     for (const [id, last] of this.closedRecently) {
-      if (watermark - last <= horizon) {
-        this.forgetAfter = last + horizon;
-        break;
-      }
+      if (watermark - last <= horizon) break;
       this.closedRecently.delete(id);
     }
   }
