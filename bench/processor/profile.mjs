@@ -1,6 +1,9 @@
-// Runs only the processor over a pre-filled topic, for `node --cpu-prof`:
-//   node --cpu-prof --cpu-prof-dir=/tmp/prof bench/processor/profile.mjs [events]
-import { mkdtempSync, rmSync } from 'node:fs';
+// Runs only the processor over a pre-filled topic and profiles the consumption alone (the topic is
+// filled first, unprofiled):
+//   node bench/processor/profile.mjs [events] [--cpu-prof FILE.cpuprofile]
+//   node bench/lib/cpuprofile-top.mjs FILE.cpuprofile
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createKafka, createProducer, ensureTopics, startLocalKafka } from '@dwell/kafka';
@@ -8,7 +11,27 @@ import { createLogger } from '@dwell/runtime';
 import { processorConfigFromEnv, startProcessor } from '@dwell/processor';
 import { encodedWorkload } from '../lib/workload.mjs';
 
-const EVENTS = Number(process.argv[2] ?? 200_000);
+/** CPU ticks (1/100 s) of this process's threads so far, by thread name. */
+function threadTicks() {
+  const byName = new Map();
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const text = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const comm = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')')).replace(/[0-9]+$/, '');
+      // Node names its threads alike: tell the main thread from the rest.
+      const name = tid === String(process.pid) ? 'main' : comm;
+      const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      byName.set(name, (byName.get(name) ?? 0) + Number(f[11]) + Number(f[12]));
+    } catch {
+      // the thread ended
+    }
+  }
+  return byName;
+}
+
+const args = process.argv.slice(2);
+const profileAt = args.includes('--cpu-prof') ? args[args.indexOf('--cpu-prof') + 1] : undefined;
+const EVENTS = Number(args.find((a, i) => /^\d+$/.test(a) && args[i - 1] !== '--cpu-prof') ?? 200_000);
 const kafkaDir = mkdtempSync(join(tmpdir(), 'prof-kafka-'));
 const chDir = mkdtempSync(join(tmpdir(), 'prof-ch-'));
 const broker = await startLocalKafka({ dataDir: kafkaDir });
@@ -20,23 +43,62 @@ try {
   const producer = createProducer(kafka);
   await producer.connect();
   for (let i = 0; i < events.length; i += 5000) {
-    await producer.send({ topic, acks: -1, messages: events.slice(i, i + 5000).map((e) => ({ key: e.key, value: e.value })) });
+    await producer.send({
+      topic,
+      acks: -1,
+      messages: events.slice(i, i + 5000).map((e) => ({ key: e.key, value: e.value })),
+    });
   }
   await producer.disconnect();
+  events.length = 0;
+  const session = new Session();
+  if (profileAt !== undefined) {
+    session.connect();
+    await session.post('Profiler.enable');
+    await session.post('Profiler.setSamplingInterval', { interval: 500 });
+    await session.post('Profiler.start');
+  }
   const processor = await startProcessor(
-    processorConfigFromEnv({ KAFKA_BROKERS: broker.brokers, DWELL_EVENTS_TOPIC: topic, PROCESSOR_HTTP_PORT: '0', CLICKHOUSE_DATA_DIR: chDir, CLICKHOUSE_DATABASE: 'prof' }),
+    processorConfigFromEnv({
+      KAFKA_BROKERS: broker.brokers,
+      DWELL_EVENTS_TOPIC: topic,
+      PROCESSOR_HTTP_PORT: '0',
+      CLICKHOUSE_DATA_DIR: chDir,
+      CLICKHOUSE_DATABASE: 'prof',
+      ...(process.env['PROCESSOR_WORKER_THREAD'] === undefined
+        ? {}
+        : { PROCESSOR_WORKER_THREAD: process.env['PROCESSOR_WORKER_THREAD'] }),
+    }),
     createLogger({ level: 'warn' }),
   );
   const started = performance.now();
   const cpu = process.cpuUsage();
+  const threadsBefore = threadTicks();
   for (;;) {
-    const result = await processor.warehouse.client.query({ query: 'SELECT sum(events) AS n FROM prof.processed_ranges', format: 'JSONEachRow' });
+    const result = await processor.warehouse.client.query({
+      query: 'SELECT sum(events) AS n FROM prof.processed_ranges',
+      format: 'JSONEachRow',
+    });
     if (Number((await result.json())[0]?.n ?? 0) >= EVENTS) break;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   const wall = performance.now() - started;
   const used = process.cpuUsage(cpu);
-  console.log(`${EVENTS} events in ${(wall / 1000).toFixed(2)} s: ${((EVENTS / wall) * 1000).toFixed(0)} events/s, process CPU ${((used.user + used.system) / EVENTS).toFixed(1)} µs/event (JS and chDB threads)`);
+  const threads = [...threadTicks()]
+    .map(([name, ticks]) => [name, ticks - (threadsBefore.get(name) ?? 0)])
+    .filter(([, t]) => t > 0)
+    .sort((a, b) => b[1] - a[1]);
+  if (profileAt !== undefined) {
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync(profileAt, JSON.stringify(profile));
+    session.disconnect();
+  }
+  console.log(
+    `CPU by thread (µs/event): ${threads.map(([name, t]) => `${name} ${((t * 1e4) / EVENTS).toFixed(1)}`).join(', ')}`,
+  );
+  console.log(
+    `${EVENTS} events in ${(wall / 1000).toFixed(2)} s: ${((EVENTS / wall) * 1000).toFixed(0)} events/s, process CPU ${((used.user + used.system) / EVENTS).toFixed(1)} µs/event (JS and chDB threads)`,
+  );
   await processor.stop();
 } finally {
   await broker.stop();

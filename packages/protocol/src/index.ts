@@ -31,6 +31,7 @@ export {
   encodeStampedEvents,
   type GatewayStamp,
 } from './codec.js';
+export { PageEventReader, PAGE_EVENT_READER_FORM } from './page-event-reader.js';
 export {
   RECORD_NAMES,
   SINGLE_OBJECT_MARKER,

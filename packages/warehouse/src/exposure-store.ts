@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Warehouse } from './client.js';
 
@@ -50,9 +51,119 @@ export interface ProcessedRange {
   readonly rejected: number;
 }
 
+/**
+ * Rows encoded for an insert, as `JSONCompactEachRow` lines in the column order of
+ * {@link IMPRESSION_COLUMNS} or {@link MINUTE_COLUMNS}: the processor encodes them where it computes
+ * them (possibly another thread), and a write only passes the text on.
+ */
+export interface EncodedRows {
+  readonly rows: number;
+  readonly body: string;
+}
+
+export const NO_ROWS: EncodedRows = Object.freeze({ rows: 0, body: '' });
+
+export const IMPRESSION_COLUMNS = [
+  'site_id',
+  'page_view_id',
+  'impression_id',
+  'user_id',
+  'ad_id',
+  'campaign_id',
+  'media',
+  'width',
+  'height',
+  'measurable',
+  'viewable',
+  'billable',
+  'viewable_ms',
+  'credited_ms',
+  'longest_run_ms',
+  'flags',
+  'first_server_ms',
+  'last_server_ms',
+  'final',
+  'rules_version',
+  'version',
+] as const satisfies readonly (keyof ImpressionRow)[];
+
+/** `minute` is the minute's start in Unix seconds. */
+export const MINUTE_COLUMNS = [
+  'site_id',
+  'page_view_id',
+  'impression_id',
+  'minute',
+  'user_id',
+  'ad_id',
+  'campaign_id',
+  'viewable_ms',
+  'rules_version',
+  'version',
+] as const;
+
+/** Appends rows to an {@link EncodedRows} body; one per table per write. */
+export class RowsEncoder {
+  private readonly lines: string[] = [];
+
+  get rows(): number {
+    return this.lines.length;
+  }
+
+  impression(r: ImpressionRow): void {
+    this.lines.push(
+      JSON.stringify([
+        r.site_id,
+        r.page_view_id,
+        r.impression_id,
+        r.user_id,
+        r.ad_id,
+        r.campaign_id,
+        r.media,
+        r.width,
+        r.height,
+        r.measurable,
+        r.viewable,
+        r.billable,
+        r.viewable_ms,
+        r.credited_ms,
+        r.longest_run_ms,
+        r.flags,
+        r.first_server_ms,
+        r.last_server_ms,
+        r.final,
+        r.rules_version,
+        r.version,
+      ]),
+    );
+  }
+
+  minute(r: MinuteRow): void {
+    this.lines.push(
+      JSON.stringify([
+        r.site_id,
+        r.page_view_id,
+        r.impression_id,
+        Math.floor(r.minute_start_ms / 1000),
+        r.user_id,
+        r.ad_id,
+        r.campaign_id,
+        r.viewable_ms,
+        r.rules_version,
+        r.version,
+      ]),
+    );
+  }
+
+  finish(): EncodedRows {
+    return this.lines.length === 0
+      ? NO_ROWS
+      : { rows: this.lines.length, body: `${this.lines.join('\n')}\n` };
+  }
+}
+
 export interface ResultsWrite {
-  readonly impressions: readonly ImpressionRow[];
-  readonly minutes: readonly MinuteRow[];
+  readonly impressions: EncodedRows;
+  readonly minutes: EncodedRows;
   readonly ranges: readonly ProcessedRange[];
   readonly rulesVersion: number;
   readonly processorId: string;
@@ -90,29 +201,20 @@ export class ExposureStore {
    */
   async writeResults(write: ResultsWrite): Promise<void> {
     const at = Date.now();
-    if (write.impressions.length > 0) {
-      await this.client.insert({
-        table: `${this.db}.impressions`,
-        values: write.impressions,
-        format: 'JSONEachRow',
-        clickhouse_settings: { insert_deduplication_token: `${write.token}/impressions` },
-      });
-    }
-    if (write.minutes.length > 0) {
-      await this.client.insert({
-        table: `${this.db}.exposure_minutes`,
-        values: write.minutes.map(({ minute_start_ms, ...row }) => ({ ...row, minute: Math.floor(minute_start_ms / 1000) })),
-        format: 'JSONEachRow',
-        clickhouse_settings: { insert_deduplication_token: `${write.token}/minutes` },
-      });
-    }
+    await this.insertEncoded(
+      'impressions',
+      IMPRESSION_COLUMNS,
+      write.impressions,
+      `${write.token}/impressions`,
+    );
+    await this.insertEncoded('exposure_minutes', MINUTE_COLUMNS, write.minutes, `${write.token}/minutes`);
     if (write.ranges.length > 0) {
       await this.client.insert({
         table: `${this.db}.processed_ranges`,
         values: write.ranges.map((range) => ({
           ...range,
-          impression_rows: write.impressions.length,
-          minute_rows: write.minutes.length,
+          impression_rows: write.impressions.rows,
+          minute_rows: write.minutes.rows,
           rules_version: write.rulesVersion,
           processor_id: write.processorId,
           processed_at: at,
@@ -121,6 +223,23 @@ export class ExposureStore {
         clickhouse_settings: { insert_deduplication_token: `${write.token}/ranges` },
       });
     }
+  }
+
+  /** Passes encoded rows on as they are (the client's insert would encode each row again). */
+  private async insertEncoded(
+    table: string,
+    columns: readonly string[],
+    rows: EncodedRows,
+    token: string,
+  ): Promise<void> {
+    if (rows.rows === 0) return;
+    const result = await this.client.exec({
+      query: `INSERT INTO ${this.db}.${table} (${columns.join(', ')}) FORMAT JSONCompactEachRow`,
+      values: Readable.from([rows.body], { objectMode: false }),
+      clickhouse_settings: { insert_deduplication_token: token },
+    });
+    // The answer of an insert is empty; reading it to the end frees the connection.
+    for await (const chunk of result.stream) void chunk;
   }
 
   async saveSnapshot(snapshot: {
@@ -153,7 +272,11 @@ export class ExposureStore {
   }
 
   /** The newest snapshot of a partition valid at or before `atMostOffset`. */
-  async latestSnapshot(topic: string, partition: number, atMostOffset: string): Promise<StoredSnapshot | undefined> {
+  async latestSnapshot(
+    topic: string,
+    partition: number,
+    atMostOffset: string,
+  ): Promise<StoredSnapshot | undefined> {
     const result = await this.client.query({
       query: `SELECT toString(s.next_offset) AS offset_text, s.rules_fingerprint AS rules_fingerprint, s.snapshot AS snapshot
               FROM ${this.db}.processor_snapshots AS s FINAL
@@ -163,7 +286,9 @@ export class ExposureStore {
       format: 'JSONEachRow',
     });
     const [row] = await result.json<{ offset_text: string; rules_fingerprint: string; snapshot: string }>();
-    return row === undefined ? undefined : { next_offset: row.offset_text, rules_fingerprint: row.rules_fingerprint, snapshot: row.snapshot };
+    return row === undefined
+      ? undefined
+      : { next_offset: row.offset_text, rules_fingerprint: row.rules_fingerprint, snapshot: row.snapshot };
   }
 
   /** Keeps the newest `keep` snapshots of a partition (older ones can never be needed again). */

@@ -6,7 +6,7 @@
  * that no block was stored twice, and the results equal a run without faults.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { ExposureStore, type ResultsWrite } from '@dwell/warehouse';
+import { ExposureStore, NO_ROWS, type ResultsWrite } from '@dwell/warehouse';
 import type { Processor } from './processor.js';
 import { caughtUp, processorEnv, produceEvents, resultsOf, sqlOf, startTestProcessor, topicEnd, type ProcessorEnv } from '../../../test/processor-harness.js';
 import { workload } from '../../../test/workload.js';
@@ -36,15 +36,15 @@ class FaultyStore extends ExposureStore {
       this.faults.unavailable += 1;
       throw new Error('injected: ClickHouse unavailable (connection refused)');
     }
-    if (kind === 2 && !this.landed.has(write.token) && write.minutes.length > 0) {
+    if (kind === 2 && !this.landed.has(write.token) && write.minutes.rows > 0) {
       // Only the first table is written, then the connection drops.
-      await this.inner.writeResults({ ...write, minutes: [], ranges: [] });
-      this.landed.set(write.token, { impressions: write.impressions.length, minutes: 0 });
+      await this.inner.writeResults({ ...write, minutes: NO_ROWS, ranges: [] });
+      this.landed.set(write.token, { impressions: write.impressions.rows, minutes: 0 });
       this.faults.midWrite += 1;
       throw new Error('injected: connection reset during the write');
     }
     await this.inner.writeResults(write);
-    this.landed.set(write.token, { impressions: write.impressions.length, minutes: write.minutes.length });
+    this.landed.set(write.token, { impressions: write.impressions.rows, minutes: write.minutes.rows });
     if (kind === 3 && this.faults.lostAnswer < 20) {
       this.faults.lostAnswer += 1;
       throw new Error('injected: timeout after the write succeeded');

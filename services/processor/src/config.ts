@@ -16,6 +16,10 @@ export const PROCESSOR_SETTINGS = {
     10_000,
     { min: 100 },
   ),
+  PROCESSOR_WORKER_THREAD: env.boolean(
+    'Read records and compute exposure in a worker thread, beside the thread that consumes Kafka and writes ClickHouse (false: one thread does all).',
+    true,
+  ),
   PROCESSOR_SESSION_TIMEOUT_MS: env.int(
     'Kafka consumer session timeout, ms: how long a dead processor holds its partitions.',
     30_000,

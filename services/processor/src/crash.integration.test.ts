@@ -2,7 +2,8 @@
  * Crashes do not change the bill. 100,000 events of 1,000 page views are processed by a
  * `dwell processor` that is killed with SIGKILL at five random moments while events flow in and
  * restarted each time; its results must equal, to the millisecond, those of a processor that ran
- * through without interruption.
+ * through without interruption. The crashing one computes in a worker thread, the uninterrupted one
+ * in its consumer thread, so both engines are held to the same bill.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -37,7 +38,7 @@ describe('crash recovery', () => {
     // The crashing processor: a child process with its own database and data folder.
     const crashingDb = `${setup.database}_crash`;
     const port = await freePort();
-    const crashingEnv = { ...process.env, ...setup.env, CLICKHOUSE_DATABASE: crashingDb, PROCESSOR_HTTP_PORT: String(port), CLICKHOUSE_DATA_DIR: `${setup.dataDir}/crashing` };
+    const crashingEnv = { ...process.env, ...setup.env, CLICKHOUSE_DATABASE: crashingDb, PROCESSOR_HTTP_PORT: String(port), CLICKHOUSE_DATA_DIR: `${setup.dataDir}/crashing`, PROCESSOR_WORKER_THREAD: 'true' };
     let child: ChildProcess | undefined;
     const startChild = (): void => {
       child = spawn(process.execPath, [cli, 'processor'], { env: crashingEnv, stdio: ['ignore', 'ignore', 'inherit'] });
@@ -81,8 +82,9 @@ describe('crash recovery', () => {
     expect(kills).toBe(5);
     progress('crashing processor caught up; running the uninterrupted one');
 
-    // The uninterrupted processor: in this process, its own group and database, the same log.
-    const steady: Processor = await startTestProcessor({ ...setup.env, PROCESSOR_GROUP_ID: `${setup.env['PROCESSOR_GROUP_ID']}_steady` });
+    // The uninterrupted processor: in this process, its own group and database, the same log, and
+    // the exposure core in its consumer thread where the crashing one used a worker thread.
+    const steady: Processor = await startTestProcessor({ ...setup.env, PROCESSOR_GROUP_ID: `${setup.env['PROCESSOR_GROUP_ID']}_steady`, PROCESSOR_WORKER_THREAD: 'false' });
     cleanups.push(() => steady.stop());
     const steadySql = sqlOf(steady);
     await caughtUp(steadySql, setup.database, end);

@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
-import { DEFAULT_RULES_CONFIG, PartitionExposure, type EventOutcome, type PageViewReport, type RulesConfig } from '@dwell/exposure';
+import { DEFAULT_RULES_CONFIG, EVENT_OUTCOMES, type EventOutcome, type RulesConfig } from '@dwell/exposure';
 import type { Consumer, EachBatchPayload, Kafka, Producer } from '@dwell/kafka';
-import { decodePageEvent, encodeRejectedFrame, type RejectionReasonCode, type PageEvent } from '@dwell/protocol';
+import { encodeRejectedFrame, type RejectionReasonCode } from '@dwell/protocol';
 import type { Logger, MetricsRegistry } from '@dwell/runtime';
 import type { ExposureStore, ProcessedRange, ResultsWrite } from '@dwell/warehouse';
 import { Mutex } from './mutex.js';
-import { rowsOf } from './rows.js';
+import type { PartitionEngine } from './partition-engine.js';
+import type { AppliedBatch, Rejection } from './partition-work.js';
 
 export interface ExposureConsumerOptions {
   readonly topic: string;
@@ -22,38 +23,41 @@ export interface ExposureConsumerOptions {
 
 interface PartitionState {
   readonly partition: number;
-  exposure: PartitionExposure;
+  // Offsets are numbers: exact up to 2^53, which no partition's log reaches.
   /** The next offset to apply. */
-  nextOffset: bigint;
+  nextOffset: number;
   /** First offset whose effects are not written to ClickHouse yet. */
-  unflushedFrom: bigint;
+  unflushedFrom: number;
   /** The offset of the last snapshot (and commit). */
-  snapshotAt: bigint;
-  unflushedEvents: number;
-  unflushedRejected: number;
-  /** Oldest recv_ms among unflushed events: how stale ClickHouse is. */
-  oldestUnflushedRecvMs: number | undefined;
+  snapshotAt: number;
   /** A seek was issued; batches that do not start at nextOffset are stale and skipped. */
   awaitingSeek: boolean;
+  /** Page views held, as of the last write or restore. */
+  pageViews: number;
 }
 
 /** Result writes that may wait for ClickHouse while consumption continues. */
 const MAX_PENDING_WRITES = 2;
+/** Batches handed to the partition engine and not yet applied, beyond which the batch loop waits. */
+const MAX_BATCHES_AHEAD = 4;
 
-const OUTCOME_REASON: Partial<Record<EventOutcome, RejectionReasonCode>> = {
+const OUTCOME_REASON: Record<Rejection['outcome'], RejectionReasonCode> = {
   late: 'late',
   conflicting_duplicate: 'duplicate_conflict',
   identity_mismatch: 'identity_mismatch',
   invalid_event: 'invalid_event',
+  undecodable: 'undecodable_record',
 };
 
 /**
- * The processor's core loop: applies each partition's events in log order to the exposure core,
+ * The processor's core loop: hands each partition's records in log order to the partition engine
+ * (which reads them and applies them to the exposure core, in this thread or a worker thread),
  * writes complete results to ClickHouse every `flushIntervalMs` (idempotently), and every
  * `snapshotIntervalMs` snapshots each partition's state with the offset it is valid at, then
- * commits exactly that offset. A restarted or newly assigned processor resumes from the snapshot
- * at its committed offset; replaying from there reproduces the same rows, so a crash anywhere
- * loses nothing and counts nothing twice.
+ * commits exactly that offset. The engine serves requests in order, so a write or snapshot holds
+ * exactly the records handed over before it was asked for. A restarted or newly assigned processor
+ * resumes from the snapshot at its committed offset; replaying from there reproduces the same rows,
+ * so a crash anywhere loses nothing and counts nothing twice.
  */
 export class ExposureConsumer {
   private readonly partitions = new Map<number, PartitionState>();
@@ -64,13 +68,22 @@ export class ExposureConsumer {
   private readonly kafka: Kafka;
   private readonly producer: Producer;
   private readonly store: ExposureStore;
+  private readonly engine: PartitionEngine;
   private readonly log: Logger;
   private readonly metrics: ReturnType<typeof processorMetrics>;
   private lastFlushAt = Date.now();
   /** The chain of result writes in issue order; rejects only when a write gave up (stopping). */
   private writes: Promise<void> = Promise.resolve();
   private readonly pendingWrites: Promise<void>[] = [];
+  /** Batches handed to the engine whose outcome is not handled yet, oldest first. */
+  private readonly batchesAhead: Promise<void>[] = [];
+  /** Dead letters in production order. */
+  private deadLettersSent: Promise<void> = Promise.resolve();
+  /** Why the engine stopped, if it did: nothing more can be computed. */
+  private failure: Error | undefined;
   private lastSnapshotAt = Date.now();
+  /** Snapshots being stored and their offsets committed, while consumption goes on. */
+  private snapshotting: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopping = false;
 
@@ -79,6 +92,7 @@ export class ExposureConsumer {
     consumer: Consumer;
     producer: Producer;
     store: ExposureStore;
+    engine: PartitionEngine;
     logger: Logger;
     metrics: MetricsRegistry;
     options: ExposureConsumerOptions;
@@ -87,6 +101,7 @@ export class ExposureConsumer {
     this.consumer = deps.consumer;
     this.producer = deps.producer;
     this.store = deps.store;
+    this.engine = deps.engine;
     this.log = deps.logger;
     this.options = deps.options;
     this.rules = deps.options.rules ?? DEFAULT_RULES_CONFIG;
@@ -103,6 +118,7 @@ export class ExposureConsumer {
           if (!assigned.has(partition)) {
             // Revoked: its new owner resumes from the last snapshot; our state is stale now.
             this.partitions.delete(partition);
+            this.engine.drop(partition);
             this.log.info('partition revoked', { partition });
           }
         }
@@ -116,9 +132,14 @@ export class ExposureConsumer {
       partitionsConsumedConcurrently: 1,
       eachBatch: (payload) => this.mutex.run(() => this.onBatch(payload)),
     });
-    this.timer = setInterval(() => {
-      void this.mutex.run(() => this.maintain(async () => undefined)).catch((error: unknown) => this.log.error('periodic flush failed', { error }));
-    }, Math.max(50, Math.floor(this.options.flushIntervalMs / 2)));
+    this.timer = setInterval(
+      () => {
+        void this.mutex
+          .run(() => this.maintain(async () => undefined))
+          .catch((error: unknown) => this.log.error('periodic flush failed', { error }));
+      },
+      Math.max(50, Math.floor(this.options.flushIntervalMs / 2)),
+    );
   }
 
   /** Graceful: finish the batch in hand, write everything, snapshot, commit, leave the group. */
@@ -127,56 +148,61 @@ export class ExposureConsumer {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.consumer.pause([{ topic: this.options.topic }]);
     await this.mutex.run(async () => {
-      await this.snapshotAll(async () => undefined);
+      if (this.failure === undefined) await this.snapshotAll(async () => undefined);
     });
     await this.consumer.disconnect();
   }
 
-  /** Page views held in memory across partitions. */
+  /** Page views held in memory across partitions, as of the last write. */
   get pageViewsInMemory(): number {
     let total = 0;
-    for (const state of this.partitions.values()) total += state.exposure.pageViewsInMemory;
+    for (const state of this.partitions.values()) total += state.pageViews;
     return total;
   }
 
-  private async onBatch({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload): Promise<void> {
+  private async onBatch({
+    batch,
+    heartbeat,
+    isRunning,
+    isStale,
+    resolveOffset,
+  }: EachBatchPayload): Promise<void> {
+    if (this.failure !== undefined) throw this.failure;
     if (!isRunning() || isStale() || this.stopping || batch.messages.length === 0) return;
     const partition = batch.partition;
     let state = this.partitions.get(partition);
     if (state === undefined) {
-      state = await this.resume(partition, BigInt(batch.messages[0]?.offset ?? batch.firstOffset() ?? '0'));
+      state = await this.resume(partition, Number(batch.messages[0]?.offset ?? batch.firstOffset() ?? '0'));
       this.partitions.set(partition, state);
       if (state.awaitingSeek) return;
     }
-    const rejections: Array<{ reason: RejectionReasonCode; detail: string; raw: Buffer; event?: PageEvent }> = [];
+    const values: Array<Buffer | null> = [];
+    const offsets: number[] = [];
     for (const message of batch.messages) {
-      const offset = BigInt(message.offset);
+      const offset = Number(message.offset);
       if (offset < state.nextOffset) continue; // already applied (a redelivery after a seek)
       if (state.awaitingSeek && offset > state.nextOffset) return; // fetched before our seek took effect
       state.awaitingSeek = false;
-      state.nextOffset = offset + 1n;
-      state.unflushedEvents += 1;
-      if (message.value === null) continue;
-      let event: PageEvent;
-      try {
-        event = decodePageEvent(message.value);
-      } catch (error) {
-        rejections.push({ reason: 'undecodable_record', detail: `${offset}: ${String(error)}`, raw: message.value });
-        continue;
-      }
-      state.oldestUnflushedRecvMs ??= event.recv_ms;
-      const outcome = state.exposure.apply(event);
-      this.metrics.outcome(outcome);
-      const reason = OUTCOME_REASON[outcome];
-      if (reason !== undefined) rejections.push({ reason, detail: `${outcome} at ${partition}/${offset}`, raw: message.value, event });
+      state.nextOffset = offset + 1;
+      values.push(message.value);
+      offsets.push(offset);
+    }
+    if (values.length > 0) {
+      const handled = this.engine.apply(partition, values).then(
+        (applied) => this.applied(partition, values, offsets, applied),
+        (error: unknown) => {
+          this.failure ??= error instanceof Error ? error : new Error(String(error));
+          this.log.error('the partition engine failed: consumption stops', { error: String(error) });
+        },
+      );
+      this.batchesAhead.push(handled);
+      void handled.finally(() => this.batchesAhead.splice(this.batchesAhead.indexOf(handled), 1));
+      // The engine may run behind by a few batches, no more: memory stays bounded.
+      while (this.batchesAhead.length > MAX_BATCHES_AHEAD) await this.batchesAhead[0];
     }
     // Moves KafkaJS's fetch position past this batch (nothing is committed by it: commits happen
     // only with a snapshot). Without it every fetch would start again at the committed offset.
     resolveOffset(batch.lastOffset());
-    if (rejections.length > 0) {
-      state.unflushedRejected += rejections.length;
-      await this.deadLetters(rejections);
-    }
     await this.maintain(heartbeat);
     try {
       await heartbeat();
@@ -190,34 +216,53 @@ export class ExposureConsumer {
     }
   }
 
+  /** Counts a batch's outcomes and sends its dead letters (in order, before the next commit). */
+  private applied(
+    partition: number,
+    values: ReadonlyArray<Buffer | null>,
+    offsets: readonly number[],
+    applied: AppliedBatch,
+  ): void {
+    this.metrics.outcomes(applied.counts);
+    if (applied.rejections.length === 0) return;
+    const letters = applied.rejections.map((rejection) => {
+      const offset = offsets[rejection.index] ?? -1;
+      const reason = OUTCOME_REASON[rejection.outcome];
+      const detail =
+        rejection.outcome === 'undecodable'
+          ? `${offset}: ${rejection.error ?? ''}`
+          : `${rejection.outcome} at ${partition}/${offset}`;
+      return { reason, detail, raw: values[rejection.index] ?? Buffer.alloc(0), event: rejection.event };
+    });
+    this.deadLettersSent = this.deadLettersSent.then(() => this.deadLetters(letters));
+  }
+
   /** Flushes and snapshots when their intervals have passed. */
   private async maintain(keepAlive: () => Promise<void>): Promise<void> {
     const now = Date.now();
-    if (now - this.lastSnapshotAt >= this.options.snapshotIntervalMs) await this.snapshotAll(keepAlive);
+    if (now - this.lastSnapshotAt >= this.options.snapshotIntervalMs && this.snapshotting === undefined) await this.startSnapshot(keepAlive);
     else if (now - this.lastFlushAt >= this.options.flushIntervalMs) await this.flush(keepAlive);
   }
 
   /** Restores a newly assigned partition from its snapshot at (or before) the committed offset. */
-  private async resume(partition: number, committed: bigint): Promise<PartitionState> {
-    const fresh = (offset: bigint, exposure: PartitionExposure, seek: boolean): PartitionState => ({
+  private async resume(partition: number, committed: number): Promise<PartitionState> {
+    const fresh = (offset: number, pageViews: number, seek: boolean): PartitionState => ({
       partition,
-      exposure,
       nextOffset: offset,
       unflushedFrom: offset,
       snapshotAt: offset,
-      unflushedEvents: 0,
-      unflushedRejected: 0,
-      oldestUnflushedRecvMs: undefined,
       awaitingSeek: seek,
+      pageViews,
     });
     const stored = await this.store.latestSnapshot(this.options.topic, partition, committed.toString());
     if (stored !== undefined) {
-      const exposure = PartitionExposure.restore(JSON.parse(stored.snapshot), this.rules);
-      const at = BigInt(stored.next_offset);
-      this.log.info('partition resumed from snapshot', { partition, offset: stored.next_offset, pageViews: exposure.pageViewsInMemory });
+      const pageViews = await this.engine.restore(partition, stored.snapshot);
+      const at = Number(stored.next_offset);
+      this.log.info('partition resumed from snapshot', { partition, offset: stored.next_offset, pageViews });
       if (at < committed) this.consumer.seek({ topic: this.options.topic, partition, offset: at.toString() });
-      return fresh(at, exposure, at < committed);
+      return fresh(at, pageViews, at < committed);
     }
+    await this.engine.restore(partition, null);
     const earliest = await this.earliestOffset(partition);
     if (committed > earliest) {
       // Offsets were committed but no snapshot is left: rebuild the state from the start of the log.
@@ -227,65 +272,80 @@ export class ExposureConsumer {
         earliest: earliest.toString(),
       });
       this.consumer.seek({ topic: this.options.topic, partition, offset: earliest.toString() });
-      return fresh(earliest, new PartitionExposure(this.rules), true);
+      return fresh(earliest, 0, true);
     }
-    return fresh(committed, new PartitionExposure(this.rules), false);
+    return fresh(committed, 0, false);
   }
 
-  private async earliestOffset(partition: number): Promise<bigint> {
+  private async earliestOffset(partition: number): Promise<number> {
     const admin = this.kafka.admin();
     await admin.connect();
     try {
       const offsets = await admin.fetchTopicOffsets(this.options.topic);
-      return BigInt(offsets.find((o) => o.partition === partition)?.low ?? '0');
+      return Number(offsets.find((o) => o.partition === partition)?.low ?? '0');
     } finally {
       await admin.disconnect();
     }
   }
 
-  /** Writes the results every partition accumulated since the last flush. Retries until stored. */
+  /**
+   * Writes the results every partition accumulated since the last flush. Retries until stored.
+   * The engine is asked for them now, so the write holds exactly the records handed over so far;
+   * it is computed and written while consumption goes on.
+   */
   private async flush(keepAlive: () => Promise<void>): Promise<void> {
     this.lastFlushAt = Date.now();
-    const reports: PageViewReport[] = [];
-    const ranges: ProcessedRange[] = [];
-    const impressions: ResultsWrite['impressions'][number][] = [];
-    const minutes: ResultsWrite['minutes'][number][] = [];
-    let oldest: number | undefined;
-    for (const state of [...this.partitions.values()].sort((a, b) => a.partition - b.partition)) {
-      if (state.nextOffset === state.unflushedFrom) continue;
-      const changes = state.exposure.takeChanges();
-      const partitionReports = [...changes.closed, ...changes.changed];
-      reports.push(...partitionReports);
-      const rows = rowsOf(partitionReports, Number(state.nextOffset - 1n));
-      impressions.push(...rows.impressions);
-      minutes.push(...rows.minutes);
-      ranges.push({
-        topic: this.options.topic,
-        partition: state.partition,
-        first_offset: state.unflushedFrom.toString(),
-        last_offset: (state.nextOffset - 1n).toString(),
-        events: state.unflushedEvents,
-        rejected: state.unflushedRejected,
-      });
-      if (state.oldestUnflushedRecvMs !== undefined) oldest = Math.min(oldest ?? Infinity, state.oldestUnflushedRecvMs);
-      state.unflushedFrom = state.nextOffset;
-      state.unflushedEvents = 0;
-      state.unflushedRejected = 0;
-      state.oldestUnflushedRecvMs = undefined;
-    }
-    if (ranges.length === 0) return;
+    const states = [...this.partitions.values()]
+      .filter((s) => s.nextOffset !== s.unflushedFrom)
+      .sort((a, b) => a.partition - b.partition);
+    if (states.length === 0) return;
+    const spans = states.map((state) => ({ state, first: state.unflushedFrom, last: state.nextOffset - 1 }));
+    for (const state of states) state.unflushedFrom = state.nextOffset;
+    const taken = this.engine.take(spans.map(({ state, last }) => [state.partition, last] as const));
+    const { topic, processorId } = this.options;
     const rulesVersion = this.rules.rulesVersion;
     const token = createHash('sha256')
-      .update(`${ranges.map((r) => `${r.topic}:${r.partition}:${r.first_offset}-${r.last_offset}`).join('|')}|rules${rulesVersion}`)
+      .update(
+        `${spans.map((r) => `${topic}:${r.state.partition}:${r.first}-${r.last}`).join('|')}|rules${rulesVersion}`,
+      )
       .digest('hex');
-    const write: ResultsWrite = { impressions, minutes, ranges, rulesVersion, processorId: this.options.processorId, token };
     // Writes run one after another, in order, while consumption goes on: ClickHouse works in its
     // own threads meanwhile. At most MAX_PENDING_WRITES wait; beyond that the batch loop waits too,
     // so a slow or failing ClickHouse stops consumption instead of filling memory.
     const written = this.writes.then(async () => {
+      const results = await taken;
+      let oldest: number | undefined;
+      const ranges: ProcessedRange[] = spans.map(({ state, first, last }, i) => {
+        const counted = results.partitions[i];
+        if (counted === undefined || counted.partition !== state.partition)
+          throw new Error('the partition engine answered for other partitions');
+        if (this.partitions.get(state.partition) === state) state.pageViews = counted.pageViews;
+        if (counted.oldestRecvMs !== null) oldest = Math.min(oldest ?? Infinity, counted.oldestRecvMs);
+        return {
+          topic,
+          partition: state.partition,
+          first_offset: first.toString(),
+          last_offset: last.toString(),
+          events: counted.events,
+          rejected: counted.rejected,
+        };
+      });
+      const write: ResultsWrite = {
+        impressions: results.impressions,
+        minutes: results.minutes,
+        ranges,
+        rulesVersion,
+        processorId,
+        token,
+      };
       const started = Date.now();
       await this.retry('write results to ClickHouse', () => this.store.writeResults(write), keepAlive);
-      this.metrics.flushed(Date.now() - started, impressions.length, minutes.length, oldest === undefined ? undefined : Date.now() - oldest);
+      this.metrics.flushed(
+        Date.now() - started,
+        write.impressions.rows,
+        write.minutes.rows,
+        oldest === undefined ? undefined : Date.now() - oldest,
+      );
     });
     this.writes = written;
     this.pendingWrites.push(written);
@@ -293,61 +353,87 @@ export class ExposureConsumer {
     while (this.pendingWrites.length > MAX_PENDING_WRITES) await this.pendingWrites[0];
   }
 
-  /** Resolves when every write issued so far is stored. */
-  private async writesDone(): Promise<void> {
-    await this.writes;
+  /** Flushes, stores a snapshot of every partition at its next offset, commits those offsets, and waits for all of it. */
+  private async snapshotAll(keepAlive: () => Promise<void>): Promise<void> {
+    await this.snapshotting;
+    await this.startSnapshot(keepAlive);
+    await this.snapshotting;
+    if (this.failure !== undefined) throw this.failure;
   }
 
-  /** Flushes, stores a snapshot of every partition at its next offset, then commits those offsets. */
-  private async snapshotAll(keepAlive: () => Promise<void>): Promise<void> {
+  /**
+   * Flushes and asks for a snapshot of every partition at its next offset; stores them and commits
+   * their offsets in the background while consumption goes on (a snapshot holds the partition's
+   * whole state: storing it takes a while, and the batches need not wait for it).
+   */
+  private async startSnapshot(keepAlive: () => Promise<void>): Promise<void> {
     this.lastSnapshotAt = Date.now();
     await this.flush(keepAlive);
-    // An offset is committed only once every result up to it is stored.
-    await this.writesDone();
-    const commits: Array<{ topic: string; partition: number; offset: string }> = [];
-    for (const state of this.partitions.values()) {
-      if (state.nextOffset === state.snapshotAt || state.awaitingSeek) continue;
-      const snapshot = state.exposure.snapshot();
-      const text = JSON.stringify(snapshot);
-      const offset = state.nextOffset.toString();
-      await this.retry(
-        'store a snapshot',
-        () =>
-          this.store.saveSnapshot({
-            topic: this.options.topic,
-            partition: state.partition,
-            nextOffset: offset,
-            rulesVersion: snapshot.rules_version,
-            rulesFingerprint: snapshot.rules_fingerprint,
-            pageViews: state.exposure.pageViewsInMemory,
-            snapshot: text,
-            processorId: this.options.processorId,
-          }),
-        keepAlive,
-      );
-      this.metrics.snapshot(text.length);
-      state.snapshotAt = state.nextOffset;
-      commits.push({ topic: this.options.topic, partition: state.partition, offset });
-    }
-    if (commits.length === 0) return;
-    try {
-      await this.consumer.commitOffsets(commits);
-    } catch (error) {
-      // The partitions may have moved; their next owner resumes from an earlier snapshot.
-      this.log.warn('offset commit failed', { error });
-      return;
-    }
-    for (const { partition } of commits) {
-      await this.store.pruneSnapshots(this.options.topic, partition, this.options.keepSnapshots).catch((error: unknown) =>
-        this.log.warn('could not prune old snapshots', { partition, error }),
-      );
-    }
+    // Asked right after the flush: each snapshot holds exactly the records up to its offset.
+    const wanted = [...this.partitions.values()]
+      .filter((state) => state.nextOffset !== state.snapshotAt && !state.awaitingSeek)
+      .map((state) => ({ state, offset: state.nextOffset, snapshot: this.engine.snapshot(state.partition) }));
+    if (wanted.length === 0) return;
+    const written = this.writes;
+    const batches = [...this.batchesAhead];
+    const job = (async () => {
+      // An offset is committed only once every result and dead letter up to it is stored.
+      await written;
+      await Promise.all(batches);
+      await this.deadLettersSent;
+      if (this.failure !== undefined) throw this.failure;
+      const commits: Array<{ topic: string; partition: number; offset: string }> = [];
+      for (const { state, offset, snapshot } of wanted) {
+        const { text, pageViews, rulesVersion, rulesFingerprint } = await snapshot;
+        await this.retry(
+          'store a snapshot',
+          () =>
+            this.store.saveSnapshot({
+              topic: this.options.topic,
+              partition: state.partition,
+              nextOffset: offset.toString(),
+              rulesVersion,
+              rulesFingerprint,
+              pageViews,
+              snapshot: text,
+              processorId: this.options.processorId,
+            }),
+          keepAlive,
+        );
+        this.metrics.snapshot(text.length);
+        state.snapshotAt = offset;
+        commits.push({ topic: this.options.topic, partition: state.partition, offset: offset.toString() });
+      }
+      try {
+        await this.consumer.commitOffsets(commits);
+      } catch (error) {
+        // The partitions may have moved; their next owner resumes from an earlier snapshot.
+        this.log.warn('offset commit failed', { error });
+        return;
+      }
+      for (const { partition } of commits) {
+        await this.store
+          .pruneSnapshots(this.options.topic, partition, this.options.keepSnapshots)
+          .catch((error: unknown) => this.log.warn('could not prune old snapshots', { partition, error }));
+      }
+    })().catch((error: unknown) => this.log.error('snapshot not stored', { error: String(error) }));
+    const tracked: Promise<void> = job.finally(() => {
+      if (this.snapshotting === tracked) this.snapshotting = undefined;
+    });
+    this.snapshotting = tracked;
   }
 
-  private async deadLetters(rejections: ReadonlyArray<{ reason: RejectionReasonCode; detail: string; raw: Buffer; event?: PageEvent }>): Promise<void> {
+  private async deadLetters(
+    rejections: ReadonlyArray<{
+      reason: RejectionReasonCode;
+      detail: string;
+      raw: Buffer;
+      event: Rejection['event'];
+    }>,
+  ): Promise<void> {
     const now = Date.now();
     const messages = rejections.map(({ reason, detail, raw, event }) => ({
-      key: event?.event.page_view_id ?? 'undecodable',
+      key: event?.page_view_id ?? 'undecodable',
       value: encodeRejectedFrame({
         recv_ms: now,
         gateway_id: this.options.processorId,
@@ -360,15 +446,24 @@ export class ExposureConsumer {
         origin: null,
         site_id: event?.site_id ?? null,
         user_id: event?.user_id ?? null,
-        page_view_id: event?.event.page_view_id ?? null,
-        seq: event?.event.seq ?? null,
+        page_view_id: event?.page_view_id ?? null,
+        seq: event?.seq ?? null,
       }),
     }));
-    await this.retry('write dead letters', () => this.producer.send({ topic: this.options.rejectedTopic, acks: -1, messages }).then(() => undefined), async () => undefined);
+    await this.retry(
+      'write dead letters',
+      () =>
+        this.producer.send({ topic: this.options.rejectedTopic, acks: -1, messages }).then(() => undefined),
+      async () => undefined,
+    );
   }
 
   /** Retries a dependency call with capped backoff, keeping the group membership alive. */
-  private async retry(what: string, attempt: () => Promise<void>, keepAlive: () => Promise<void>): Promise<void> {
+  private async retry(
+    what: string,
+    attempt: () => Promise<void>,
+    keepAlive: () => Promise<void>,
+  ): Promise<void> {
     let delay = 100;
     for (let tries = 1; ; tries++) {
       try {
@@ -396,26 +491,46 @@ function isRebalance(error: unknown): boolean {
 function processorMetrics(registry: MetricsRegistry, partitions: () => ReadonlyMap<number, PartitionState>) {
   const outcomes = registry.counter('dwell_processor_events_total', 'Events applied, by outcome.');
   const byOutcome = new Map<string, { inc(by?: number): void }>();
-  const flushMs = registry.histogram('dwell_processor_flush_duration_ms', 'ClickHouse result write latency, ms.', [5, 10, 25, 50, 100, 250, 500, 1000, 5000]);
-  const freshness = registry.histogram('dwell_processor_freshness_ms', 'Age of the oldest event of a write when it landed in ClickHouse, ms.', [
-    100, 250, 500, 1000, 2000, 5000, 10000, 60000,
-  ]);
+  const flushMs = registry.histogram(
+    'dwell_processor_flush_duration_ms',
+    'ClickHouse result write latency, ms.',
+    [5, 10, 25, 50, 100, 250, 500, 1000, 5000],
+  );
+  const freshness = registry.histogram(
+    'dwell_processor_freshness_ms',
+    'Age of the oldest event of a write when it landed in ClickHouse, ms.',
+    [100, 250, 500, 1000, 2000, 5000, 10000, 60000],
+  );
   const rows = registry.counter('dwell_processor_rows_written_total', 'Rows written, by table.');
   const impressionRows = rows.labels({ table: 'impressions' });
   const minuteRows = rows.labels({ table: 'exposure_minutes' });
-  const snapshotBytes = registry.histogram('dwell_processor_snapshot_bytes', 'Size of partition snapshots.', [1e3, 1e4, 1e5, 1e6, 1e7, 1e8]);
-  const retries = registry.counter('dwell_processor_dependency_retries_total', 'Retried ClickHouse or Kafka calls.');
+  const snapshotBytes = registry.histogram(
+    'dwell_processor_snapshot_bytes',
+    'Size of partition snapshots.',
+    [1e3, 1e4, 1e5, 1e6, 1e7, 1e8],
+  );
+  const retries = registry.counter(
+    'dwell_processor_dependency_retries_total',
+    'Retried ClickHouse or Kafka calls.',
+  );
   registry.gauge('dwell_processor_page_views_in_memory', 'Open page views held, by partition.', () =>
-    [...partitions().values()].map((s) => [{ partition: String(s.partition) }, s.exposure.pageViewsInMemory] as const),
+    [...partitions().values()].map((s) => [{ partition: String(s.partition) }, s.pageViews] as const),
   );
   return {
-    outcome(outcome: EventOutcome): void {
-      let child = byOutcome.get(outcome);
-      if (child === undefined) {
-        child = outcomes.labels({ outcome });
-        byOutcome.set(outcome, child);
+    /** Adds and zeroes per-outcome counts indexed like EVENT_OUTCOMES. */
+    outcomes(counts: number[]): void {
+      for (let i = 0; i < counts.length; i++) {
+        const n = counts[i] ?? 0;
+        if (n === 0) continue;
+        const outcome = EVENT_OUTCOMES[i] as EventOutcome;
+        let child = byOutcome.get(outcome);
+        if (child === undefined) {
+          child = outcomes.labels({ outcome });
+          byOutcome.set(outcome, child);
+        }
+        child.inc(n);
+        counts[i] = 0;
       }
-      child.inc();
     },
     flushed(ms: number, impressions: number, minutes: number, freshnessMs: number | undefined): void {
       flushMs.observe(ms);

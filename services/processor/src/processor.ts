@@ -5,6 +5,7 @@ import { ExposureStore, migrate, openWarehouse, type Warehouse } from '@dwell/wa
 import type { ProcessorConfig } from './config.js';
 import { ExposureConsumer } from './exposure-consumer.js';
 import { createProcessorHttp } from './http.js';
+import { InThreadEngine, WorkerThreadEngine } from './partition-engine.js';
 
 export interface Processor {
   readonly httpUrl: string;
@@ -50,10 +51,12 @@ export async function startProcessor(config: ProcessorConfig, logger: Logger, ho
   await consumer.connect();
   let ready = false;
   consumer.on(consumer.events.GROUP_JOIN, () => (ready = true));
+  const engine = config.PROCESSOR_WORKER_THREAD ? new WorkerThreadEngine() : new InThreadEngine();
   const exposure = new ExposureConsumer({
     kafka,
     consumer,
     producer,
+    engine,
     store: (hooks.store ?? ((store) => store))(new ExposureStore(warehouse)),
     logger: log,
     metrics,
@@ -85,6 +88,7 @@ export async function startProcessor(config: ProcessorConfig, logger: Logger, ho
     stop: () =>
       (stopping ??= (async () => {
         await exposure.stop();
+        await engine.close();
         await producer.disconnect();
         await new Promise<void>((resolve) => {
           http.close(() => resolve());

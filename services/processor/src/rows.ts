@@ -1,27 +1,28 @@
 import type { ImpressionResult, MinuteBucketRow, PageViewReport } from '@dwell/exposure';
-import type { ImpressionRow, MinuteRow } from '@dwell/warehouse';
+import type { RowsEncoder } from '@dwell/warehouse';
 
 /**
- * Turns page view reports into table rows. `version` is the offset the partition had reached when
+ * Encodes page view reports as table rows. `version` is the offset the partition had reached when
  * the rows were computed: a later computation of the same key always carries a higher version, so
  * ClickHouse keeps the latest state, whatever order inserts land in.
  */
-export function rowsOf(
+export function encodeReports(
   reports: readonly PageViewReport[],
   version: number,
-): { impressions: ImpressionRow[]; minutes: MinuteRow[] } {
-  const impressions: ImpressionRow[] = [];
-  const minutes: MinuteRow[] = [];
+  impressions: RowsEncoder,
+  minutes: RowsEncoder,
+): void {
   for (const report of reports) {
-    for (const result of report.impressions) impressions.push(impressionRow(result, report.final, version));
-    for (const result of report.retracted_impressions) impressions.push(impressionRow(result, report.final, version));
-    for (const bucket of report.buckets) minutes.push(minuteRow(bucket, version));
-    for (const bucket of report.retracted_buckets) minutes.push(minuteRow(bucket, version));
+    for (const result of report.impressions)
+      impressions.impression(impressionRow(result, report.final, version));
+    for (const result of report.retracted_impressions)
+      impressions.impression(impressionRow(result, report.final, version));
+    for (const bucket of report.buckets) minutes.minute(minuteRow(bucket, version));
+    for (const bucket of report.retracted_buckets) minutes.minute(minuteRow(bucket, version));
   }
-  return { impressions, minutes };
 }
 
-function impressionRow(r: ImpressionResult, final: boolean, version: number): ImpressionRow {
+function impressionRow(r: ImpressionResult, final: boolean, version: number) {
   return {
     site_id: r.site_id,
     page_view_id: r.page_view_id,
@@ -47,7 +48,7 @@ function impressionRow(r: ImpressionResult, final: boolean, version: number): Im
   };
 }
 
-function minuteRow(b: MinuteBucketRow, version: number): MinuteRow {
+function minuteRow(b: MinuteBucketRow, version: number) {
   return {
     site_id: b.site_id,
     page_view_id: b.page_view_id,

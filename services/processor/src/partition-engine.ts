@@ -1,0 +1,170 @@
+/**
+ * Where a processor's PartitionWork runs: in the consumer's own thread, or in a worker thread so
+ * that reading records and the exposure core run on another core while the consumer thread
+ * fetches from Kafka (KafkaJS decodes every fetch in JavaScript) and writes to ClickHouse.
+ *
+ * Both serve requests strictly in call order: a `take` or `snapshot` sees exactly the batches
+ * applied before it was called, whichever thread does the work. A worker that fails fails every
+ * pending and later request; the processor then stops consuming (its partitions resume elsewhere,
+ * or after a restart, from their last snapshot).
+ */
+import { existsSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
+import type { RulesConfig } from '@dwell/exposure';
+import { PartitionWork, type AppliedBatch, type SnapshotText, type TakenResults } from './partition-work.js';
+
+export interface PartitionEngine {
+  restore(partition: number, snapshot: string | null): Promise<number>;
+  drop(partition: number): void;
+  /** Applies a partition's next records; the batch may be copied, never kept. */
+  apply(partition: number, values: ReadonlyArray<Buffer | null>): Promise<AppliedBatch>;
+  take(versions: ReadonlyArray<readonly [partition: number, version: number]>): Promise<TakenResults>;
+  snapshot(partition: number): Promise<SnapshotText>;
+  close(): Promise<void>;
+}
+
+/** Runs the work in the calling thread: every request is done when it returns. */
+export class InThreadEngine implements PartitionEngine {
+  private readonly work: PartitionWork;
+
+  constructor(rules?: RulesConfig) {
+    this.work = new PartitionWork(rules);
+  }
+
+  restore(partition: number, snapshot: string | null): Promise<number> {
+    return settle(() => this.work.restore(partition, snapshot));
+  }
+
+  drop(partition: number): void {
+    this.work.drop(partition);
+  }
+
+  apply(partition: number, values: ReadonlyArray<Buffer | null>): Promise<AppliedBatch> {
+    return settle(() => this.work.apply(partition, values));
+  }
+
+  take(versions: ReadonlyArray<readonly [number, number]>): Promise<TakenResults> {
+    return settle(() => this.work.take(versions));
+  }
+
+  snapshot(partition: number): Promise<SnapshotText> {
+    return settle(() => this.work.snapshot(partition));
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+function settle<T>(work: () => T): Promise<T> {
+  try {
+    return Promise.resolve(work());
+  } catch (error) {
+    return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+  }
+}
+
+/** A request to the worker thread; answered with a {@link WorkerAnswer}, in order. */
+export type WorkerRequest =
+  | { readonly op: 'restore'; readonly partition: number; readonly snapshot: string | null }
+  | { readonly op: 'drop'; readonly partition: number }
+  /** `lengths[i]` is record i's length in `bytes` (-1: no value). */
+  | {
+      readonly op: 'apply';
+      readonly partition: number;
+      readonly bytes: Uint8Array;
+      readonly lengths: Int32Array;
+    }
+  | { readonly op: 'take'; readonly versions: ReadonlyArray<readonly [number, number]> }
+  | { readonly op: 'snapshot'; readonly partition: number };
+
+export type WorkerAnswer =
+  { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: string };
+
+/**
+ * Runs the work in a worker thread. Requests are posted at once and answered in order, so the
+ * consumer thread goes on fetching while the worker computes.
+ */
+export class WorkerThreadEngine implements PartitionEngine {
+  private readonly worker: Worker;
+  private readonly pending: Array<{ resolve: (value: unknown) => void; reject: (error: Error) => void }> = [];
+  private failure: Error | undefined;
+
+  constructor(rules?: RulesConfig) {
+    this.worker = new Worker(workerEntry(), { workerData: { rules: rules ?? null } });
+    this.worker.on('message', (answer: WorkerAnswer) => {
+      const waiting = this.pending.shift();
+      if (waiting === undefined) return;
+      if (answer.ok) waiting.resolve(answer.value);
+      else waiting.reject(new Error(answer.error));
+    });
+    const fail = (error: Error): void => {
+      this.failure ??= error;
+      for (const waiting of this.pending.splice(0)) waiting.reject(error);
+    };
+    this.worker.on('error', fail);
+    this.worker.on('exit', (code) => fail(new Error(`the partition worker thread exited (code ${code})`)));
+  }
+
+  restore(partition: number, snapshot: string | null): Promise<number> {
+    return this.request({ op: 'restore', partition, snapshot }) as Promise<number>;
+  }
+
+  drop(partition: number): void {
+    void this.request({ op: 'drop', partition }).catch(() => undefined);
+  }
+
+  apply(partition: number, values: ReadonlyArray<Buffer | null>): Promise<AppliedBatch> {
+    // One copy of the batch into a buffer the worker takes over (no copy on the way).
+    let total = 0;
+    for (const value of values) if (value !== null) total += value.length;
+    const bytes = new Uint8Array(total);
+    const lengths = new Int32Array(values.length);
+    let at = 0;
+    for (let i = 0; i < values.length; i++) {
+      const value = values[i];
+      if (value === null || value === undefined) {
+        lengths[i] = -1;
+        continue;
+      }
+      bytes.set(value, at);
+      at += value.length;
+      lengths[i] = value.length;
+    }
+    return this.request({ op: 'apply', partition, bytes, lengths }, [
+      bytes.buffer,
+      lengths.buffer,
+    ]) as Promise<AppliedBatch>;
+  }
+
+  take(versions: ReadonlyArray<readonly [number, number]>): Promise<TakenResults> {
+    return this.request({ op: 'take', versions }) as Promise<TakenResults>;
+  }
+
+  snapshot(partition: number): Promise<SnapshotText> {
+    return this.request({ op: 'snapshot', partition }) as Promise<SnapshotText>;
+  }
+
+  async close(): Promise<void> {
+    this.failure ??= new Error('the partition worker thread is closed');
+    await this.worker.terminate();
+  }
+
+  private request(request: WorkerRequest, transfer: ArrayBuffer[] = []): Promise<unknown> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      this.pending.push({ resolve, reject });
+      this.worker.postMessage(request, transfer);
+    });
+  }
+}
+
+/**
+ * The worker's compiled module. Run from TypeScript sources (tests), this module sits in src/ and
+ * the worker is taken from the build in dist/.
+ */
+function workerEntry(): URL {
+  const here = new URL('./partition-worker.js', import.meta.url);
+  if (import.meta.url.endsWith('.js') || existsSync(here)) return here;
+  return new URL('../dist/partition-worker.js', import.meta.url);
+}

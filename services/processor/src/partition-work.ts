@@ -1,0 +1,167 @@
+/**
+ * The processor's per-event work on the partitions it owns: read each record, apply it to the
+ * partition's exposure core, and on request hand over the changed results as encoded rows, or a
+ * snapshot. It runs in the consumer's thread or in a worker thread (see partition-engine.ts);
+ * either way its requests are served strictly in the order they were made, which is what makes
+ * a snapshot or a write correspond exactly to the offsets applied before it was requested.
+ */
+import {
+  DEFAULT_RULES_CONFIG,
+  EVENT_OUTCOMES,
+  PartitionExposure,
+  type EventOutcome,
+  type RulesConfig,
+} from '@dwell/exposure';
+import { decodePageEvent, PageEventReader, type PageEvent } from '@dwell/protocol';
+import { RowsEncoder, type EncodedRows } from '@dwell/warehouse';
+import { encodeReports } from './rows.js';
+
+/** A record of a batch that is not billed as it is: its dead letter is produced by the consumer. */
+export interface Rejection {
+  /** Position in the batch. */
+  readonly index: number;
+  readonly outcome: Exclude<EventOutcome, 'accepted' | 'duplicate'> | 'undecodable';
+  /** Why an undecodable record could not be read. */
+  readonly error?: string;
+  /** What the dead letter says about the event, when it could be read. */
+  readonly event?: Pick<PageEvent, 'site_id' | 'user_id'> & {
+    readonly page_view_id: string;
+    readonly seq: number;
+  };
+}
+
+export interface AppliedBatch {
+  /** Events by outcome, indexed like EVENT_OUTCOMES. */
+  readonly counts: number[];
+  readonly rejections: Rejection[];
+}
+
+/** What changed since the last take, for the partitions asked, in the order asked. */
+export interface TakenResults {
+  readonly impressions: EncodedRows;
+  readonly minutes: EncodedRows;
+  readonly partitions: ReadonlyArray<{
+    readonly partition: number;
+    /** Records applied since the last take (empty ones included). */
+    readonly events: number;
+    readonly rejected: number;
+    /** Oldest recv_ms among those events: how stale ClickHouse was until this write. */
+    readonly oldestRecvMs: number | null;
+    readonly pageViews: number;
+  }>;
+}
+
+export interface SnapshotText {
+  readonly text: string;
+  readonly pageViews: number;
+  readonly rulesVersion: number;
+  readonly rulesFingerprint: string;
+}
+
+interface Held {
+  readonly exposure: PartitionExposure;
+  events: number;
+  rejected: number;
+  oldestRecvMs: number;
+}
+
+export class PartitionWork {
+  private readonly rules: RulesConfig;
+  private readonly held = new Map<number, Held>();
+  private readonly reader = new PageEventReader();
+
+  constructor(rules: RulesConfig = DEFAULT_RULES_CONFIG) {
+    this.rules = rules;
+  }
+
+  /** Starts a partition from a snapshot (JSON text) or empty; returns its page views. */
+  restore(partition: number, snapshot: string | null): number {
+    const exposure =
+      snapshot === null
+        ? new PartitionExposure(this.rules)
+        : PartitionExposure.restore(JSON.parse(snapshot), this.rules);
+    this.held.set(partition, { exposure, events: 0, rejected: 0, oldestRecvMs: Number.NaN });
+    return exposure.pageViewsInMemory;
+  }
+
+  drop(partition: number): void {
+    this.held.delete(partition);
+  }
+
+  /** Applies a partition's next records, in log order (null: a record without a value). */
+  apply(partition: number, values: ReadonlyArray<Uint8Array | null>): AppliedBatch {
+    const held = this.held.get(partition);
+    if (held === undefined) throw new Error(`partition ${partition} is not restored`);
+    const { exposure } = held;
+    const { reader } = this;
+    const counts = new Array<number>(EVENT_OUTCOMES.length).fill(0);
+    const rejections: Rejection[] = [];
+    held.events += values.length;
+    for (let index = 0; index < values.length; index++) {
+      const value = values[index];
+      if (value === null || value === undefined) continue;
+      // Records of the current schema take the one-pass reader; anything else (older versions,
+      // damaged bytes) the general decoder, which also says what is wrong.
+      let event = reader.read(value);
+      if (event === undefined) {
+        try {
+          event = decodePageEvent(value);
+        } catch (error) {
+          rejections.push({ index, outcome: 'undecodable', error: String(error) });
+          continue;
+        }
+      }
+      if (Number.isNaN(held.oldestRecvMs)) held.oldestRecvMs = event.recv_ms;
+      const outcome = exposure.apply(event);
+      const at = outcome === 'accepted' ? 0 : EVENT_OUTCOMES.indexOf(outcome);
+      counts[at] = (counts[at] ?? 0) + 1;
+      if (outcome === 'accepted' || outcome === 'duplicate') continue;
+      const { page_view_id, seq } = event.event;
+      rejections.push({
+        index,
+        outcome,
+        event: { page_view_id, seq, site_id: event.site_id, user_id: event.user_id },
+      });
+    }
+    held.rejected += rejections.length;
+    return { counts, rejections };
+  }
+
+  /** Changed results of the given partitions as rows of `version` (the partition's last offset). */
+  take(versions: ReadonlyArray<readonly [partition: number, version: number]>): TakenResults {
+    const impressions = new RowsEncoder();
+    const minutes = new RowsEncoder();
+    const partitions: Array<TakenResults['partitions'][number]> = [];
+    for (const [partition, version] of versions) {
+      const held = this.held.get(partition);
+      if (held === undefined) throw new Error(`partition ${partition} is not restored`);
+      const changes = held.exposure.takeChanges();
+      // Closed before changed: an id that closed and opened again must land in that order.
+      encodeReports(changes.closed, version, impressions, minutes);
+      encodeReports(changes.changed, version, impressions, minutes);
+      partitions.push({
+        partition,
+        events: held.events,
+        rejected: held.rejected,
+        oldestRecvMs: Number.isNaN(held.oldestRecvMs) ? null : held.oldestRecvMs,
+        pageViews: held.exposure.pageViewsInMemory,
+      });
+      held.events = 0;
+      held.rejected = 0;
+      held.oldestRecvMs = Number.NaN;
+    }
+    return { impressions: impressions.finish(), minutes: minutes.finish(), partitions };
+  }
+
+  snapshot(partition: number): SnapshotText {
+    const held = this.held.get(partition);
+    if (held === undefined) throw new Error(`partition ${partition} is not restored`);
+    const snapshot = held.exposure.snapshot();
+    return {
+      text: JSON.stringify(snapshot),
+      pageViews: held.exposure.pageViewsInMemory,
+      rulesVersion: snapshot.rules_version,
+      rulesFingerprint: snapshot.rules_fingerprint,
+    };
+  }
+}

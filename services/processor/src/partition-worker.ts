@@ -1,0 +1,48 @@
+/** The worker thread of WorkerThreadEngine: serves its requests one by one, in order. */
+import { parentPort, workerData } from 'node:worker_threads';
+import type { RulesConfig } from '@dwell/exposure';
+import type { WorkerAnswer, WorkerRequest } from './partition-engine.js';
+import { PartitionWork } from './partition-work.js';
+
+const port = parentPort;
+if (port === null) throw new Error('partition-worker runs as a worker thread');
+const { rules } = workerData as { rules: RulesConfig | null };
+const work = new PartitionWork(rules ?? undefined);
+
+function serve(request: WorkerRequest): unknown {
+  switch (request.op) {
+    case 'restore':
+      return work.restore(request.partition, request.snapshot);
+    case 'drop':
+      work.drop(request.partition);
+      return null;
+    case 'apply': {
+      const bytes = Buffer.from(request.bytes.buffer, request.bytes.byteOffset, request.bytes.byteLength);
+      const values: Array<Buffer | null> = [];
+      let at = 0;
+      for (const length of request.lengths) {
+        if (length < 0) {
+          values.push(null);
+          continue;
+        }
+        values.push(bytes.subarray(at, at + length));
+        at += length;
+      }
+      return work.apply(request.partition, values);
+    }
+    case 'take':
+      return work.take(request.versions);
+    case 'snapshot':
+      return work.snapshot(request.partition);
+  }
+}
+
+port.on('message', (request: WorkerRequest) => {
+  let answer: WorkerAnswer;
+  try {
+    answer = { ok: true, value: serve(request) };
+  } catch (error) {
+    answer = { ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) };
+  }
+  port.postMessage(answer);
+});
