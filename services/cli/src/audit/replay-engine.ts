@@ -12,7 +12,7 @@
  * ids closed before the start are forgotten by the processor too.
  */
 import { DEFAULT_RULES_CONFIG, PartitionExposure, type PageViewReport, type RulesConfig } from '@dwell/exposure';
-import { decodeSingleObject, type PageEvent } from '@dwell/protocol';
+import { currentSchema, decodeSingleObject, PageEventReader, type PageEvent } from '@dwell/protocol';
 
 /** The range and filters of an audit. Times are Unix ms, `to` exclusive. */
 export interface AuditScope {
@@ -94,6 +94,8 @@ export interface ReplayCounts {
   readonly pageViewsInScope: number;
 }
 
+const CURRENT_PAGE_EVENT_VERSION = currentSchema('PageEvent').version;
+
 // Changes are taken (and closed page views released) when the watermark moved this far, or after
 // this many events: far below closedMemoryMs, so an id cannot close and reopen between two takes.
 const DRAIN_WATERMARK_MS = 60_000;
@@ -102,6 +104,7 @@ const DRAIN_EVENTS = 50_000;
 export class PartitionReplay {
   readonly partition: number;
   private readonly exposure: PartitionExposure;
+  private readonly reader = new PageEventReader();
   private readonly scope: AuditScope;
   private readonly horizonMs: number;
   private readonly keepRefused: boolean;
@@ -164,6 +167,14 @@ export class PartitionReplay {
     this.lastOffset = offset;
     if (value === null) {
       counts.nullValues += 1;
+      return;
+    }
+    // As the processor reads: the one-pass reader for records of the current schema, the general
+    // decoder (which resolves older versions and names what is wrong) for everything else.
+    const read = this.reader.read(value);
+    if (read !== undefined) {
+      counts.writerVersions[CURRENT_PAGE_EVENT_VERSION] = (counts.writerVersions[CURRENT_PAGE_EVENT_VERSION] ?? 0) + 1;
+      this.applyEvent(read, offset, timestampMs);
       return;
     }
     const decoded = decodeSingleObject('PageEvent', value);
