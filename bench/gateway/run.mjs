@@ -8,6 +8,7 @@
 // Options: --rounds N, --quick, --only uws|ws, --skip-throughput, --skip-idle, --no-50k,
 //          --no-multi, --measure S, --warmup S, --hold S, --load-clients N, --load-conns N,
 //          --window FRAMES, --latency-at R1,R2 (extra latency runs at fixed events/s),
+//          --multi-latency (also ack latency at half the maximum of the multi-process phase),
 //          --profile DIR (node --cpu-prof of the gateways in the throughput phases; summarise with
 //          bench/lib/cpuprofile-top.mjs), --out FILE (default results/gateway-latest.json),
 //          --gateway-node-args="FLAGS" (extra node flags for the gateway processes, both kinds;
@@ -70,6 +71,7 @@ const { values: opts } = parseArgs({
     'load-conns': { type: 'string' },
     window: { type: 'string' },
     'latency-at': { type: 'string' },
+    'multi-latency': { type: 'boolean', default: false },
     'gateway-node-args': { type: 'string' },
   },
 });
@@ -795,7 +797,7 @@ async function benchKind(kind, round) {
   const out = {};
   if (!opts['skip-throughput']) {
     Object.assign(out, await throughputAndLatency(kind, round, 1, true));
-    if (!opts['no-multi']) out.multi = await throughputAndLatency(kind, round, CONFIG.multiWorkers, false);
+    if (!opts['no-multi']) out.multi = await throughputAndLatency(kind, round, CONFIG.multiWorkers, opts['multi-latency']);
   }
   if (!opts['skip-idle']) {
     out.idleSmall = await idle(kind, round, CONFIG.idleSmall, 1, 0);
