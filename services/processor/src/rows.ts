@@ -1,5 +1,5 @@
 import type { ImpressionResult, MinuteBucketRow, PageViewReport } from '@dwell/exposure';
-import type { RowsEncoder } from '@dwell/warehouse';
+import type { ImpressionRow, MinuteRow, RowsEncoder } from '@dwell/warehouse';
 
 /**
  * Encodes page view reports as table rows. `version` is the offset the partition had reached when
@@ -22,7 +22,8 @@ export function encodeReports(
   }
 }
 
-function impressionRow(r: ImpressionResult, final: boolean, version: number) {
+/** An impression's table row: the result's fields in the table's shape (also the replay's shadow rows). */
+export function impressionRow(r: Omit<ImpressionRow, 'final' | 'version'> | ImpressionResult, final: boolean, version: number): ImpressionRow {
   return {
     site_id: r.site_id,
     page_view_id: r.page_view_id,
@@ -48,7 +49,8 @@ function impressionRow(r: ImpressionResult, final: boolean, version: number) {
   };
 }
 
-function minuteRow(b: MinuteBucketRow, version: number) {
+/** A minute bucket's table row (also the replay's shadow rows). */
+export function minuteRow(b: Omit<MinuteRow, 'version'> | MinuteBucketRow, version: number): MinuteRow {
   return {
     site_id: b.site_id,
     page_view_id: b.page_view_id,

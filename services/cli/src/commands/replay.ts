@@ -19,7 +19,9 @@ import {
   type ImpressionRow,
   type MinuteRow,
   type ShadowImpressionRow,
+  type ShadowMinuteRow,
 } from '@dwell/warehouse';
+import { impressionRow, minuteRow } from '@dwell/processor';
 import { openBilledSource, ShadowAccessError, type BilledSource } from '../audit/billed-source.js';
 import { impressionKey, minuteKey } from '../audit/canonical.js';
 import { compare, replayRows, type ReplayRows } from '../audit/compare.js';
@@ -263,17 +265,7 @@ export async function runReplay(options: ReplayOptions, io: CommandIO): Promise<
           manifest: JSON.stringify(report.manifest),
         },
         rows.impressions.map(shadowImpression),
-        rows.minutes.map(({ site_id, page_view_id, impression_id, minute_start_ms, user_id, ad_id, campaign_id, viewable_ms, rules_version }) => ({
-          site_id,
-          page_view_id,
-          impression_id,
-          minute_start_ms,
-          user_id,
-          ad_id,
-          campaign_id,
-          viewable_ms,
-          rules_version,
-        })),
+        rows.minutes.map(shadowMinute),
       );
       note(`recomputed rows written to ${source.database}.shadow_impressions and ${source.database}.shadow_exposure_minutes with replay_id = '${replayId}'`);
     }
@@ -360,28 +352,13 @@ async function fetchBilled(source: BilledSource, rows: ReplayRows, scope: AuditS
   return { impressions, minutes };
 }
 
+/** The shadow tables hold the table rows without `version` (a replay has no log position), with the partition. */
 function shadowImpression(r: ReplayRows['impressions'][number]): ShadowImpressionRow {
-  return {
-    site_id: r.site_id,
-    page_view_id: r.page_view_id,
-    impression_id: r.impression_id,
-    user_id: r.user_id,
-    ad_id: r.ad_id,
-    campaign_id: r.campaign_id,
-    media: r.media,
-    width: r.width,
-    height: r.height,
-    measurable: r.measurable,
-    viewable: r.viewable,
-    billable: r.billable,
-    viewable_ms: r.viewable_ms,
-    credited_ms: r.credited_ms,
-    longest_run_ms: r.longest_run_ms,
-    flags: r.flags,
-    first_server_ms: r.first_server_ms,
-    last_server_ms: r.last_server_ms,
-    final: r.final,
-    rules_version: r.rules_version,
-    partition: r.partition,
-  };
+  const { version: _, ...row } = impressionRow(r, r.final, 0);
+  return { ...row, partition: r.partition };
+}
+
+function shadowMinute(m: ReplayRows['minutes'][number]): ShadowMinuteRow {
+  const { version: _, ...row } = minuteRow(m, 0);
+  return row;
 }
