@@ -39,16 +39,20 @@ export async function startGateway(config: GatewayConfig, logger: Logger, hooks:
 
   const metrics = new MetricsRegistry().withProcessMetrics('dwell_gateway');
   // How late the event loop runs its callbacks: every frame, ack and produce waits behind this.
-  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  // Node records each sample as the whole timer interval, the resolution included: subtract it, so
+  // an idle loop reads about 0, not 10 ms.
+  const LOOP_DELAY_RESOLUTION_MS = 10;
+  const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
+  const lateMs = (ns: number): number => Math.max(0, ns / 1e6 - LOOP_DELAY_RESOLUTION_MS);
   loopDelay.enable();
   metrics.gauge(
     'dwell_gateway_event_loop_delay_ms',
     'Event-loop delay since the previous scrape of this process, ms, by quantile (1 = the largest).',
     () => {
       const quantiles: Array<readonly [{ quantile: string }, number]> = [
-        [{ quantile: '0.5' }, loopDelay.count > 0 ? loopDelay.percentile(50) / 1e6 : 0],
-        [{ quantile: '0.99' }, loopDelay.count > 0 ? loopDelay.percentile(99) / 1e6 : 0],
-        [{ quantile: '1' }, loopDelay.count > 0 ? loopDelay.max / 1e6 : 0],
+        [{ quantile: '0.5' }, loopDelay.count > 0 ? lateMs(loopDelay.percentile(50)) : 0],
+        [{ quantile: '0.99' }, loopDelay.count > 0 ? lateMs(loopDelay.percentile(99)) : 0],
+        [{ quantile: '1' }, loopDelay.count > 0 ? lateMs(loopDelay.max) : 0],
       ];
       loopDelay.reset();
       return quantiles;
