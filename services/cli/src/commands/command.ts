@@ -62,16 +62,26 @@ export async function commandCommand(args: readonly string[], io: CommandIo): Pr
 
   const config = gatewayConfigFromEnv(io.env);
   const brokers = config.KAFKA_BROKERS ?? [`127.0.0.1:${io.env['DWELL_LOCAL_KAFKA_PORT'] ?? 9092}`];
-  const bus = await (io.openBus ?? createCommandBus)({
-    brokers,
-    clientId: 'dwell-cli-command',
-    topics: {
-      commands: config.DWELL_COMMANDS_TOPIC,
-      replies: config.DWELL_REPLIES_TOPIC,
-      presence: config.DWELL_PRESENCE_TOPIC,
-    },
-    limits: { maxTimeoutMs: config.GATEWAY_COMMAND_MAX_TIMEOUT_MS },
-  });
+  const openBus = io.openBus ?? createCommandBus;
+  let bus: Awaited<ReturnType<typeof openBus>>;
+  try {
+    bus = await openBus({
+      brokers,
+      clientId: 'dwell-cli-command',
+      topics: {
+        commands: config.DWELL_COMMANDS_TOPIC,
+        replies: config.DWELL_REPLIES_TOPIC,
+        presence: config.DWELL_PRESENCE_TOPIC,
+      },
+      limits: { maxTimeoutMs: config.GATEWAY_COMMAND_MAX_TIMEOUT_MS },
+    });
+  } catch (error) {
+    // Without this, a wrong or missing KAFKA_BROKERS ends in a bare KafkaJS stack trace.
+    io.stderr.write(
+      `dwell command: could not reach Kafka at ${brokers.join(',')} (set KAFKA_BROKERS to the cluster the gateways use): ${error instanceof Error ? error.message : String(error)}\n`,
+    );
+    return 1;
+  }
   let outcome: CommandOutcome;
   try {
     outcome = await bus.send(
