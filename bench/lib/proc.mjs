@@ -155,3 +155,39 @@ export function cpuMeter(groups) {
     },
   };
 }
+
+/**
+ * CPU seconds of a process's threads so far, by thread name (`comm`: "node (main)" for the main
+ * thread, "node" for worker threads, libuv's and ClickHouse's pool names…), summed over threads
+ * of the same name. Threads that ended are missing.
+ */
+export function threadCpuSeconds(pid = process.pid) {
+  const byName = new Map();
+  let tids;
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return byName;
+  }
+  for (const tid of tids) {
+    try {
+      const text = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const comm = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
+      // Node names neither its main thread nor worker threads: the main one is told by its tid.
+      const name = String(tid) === String(pid) ? `${comm} (main)` : comm;
+      const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      const seconds = (Number(f[11]) + Number(f[12])) / clkTck();
+      byName.set(name, (byName.get(name) ?? 0) + seconds);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return byName;
+}
+
+/** Per-thread-name CPU seconds between two threadCpuSeconds() samples, largest first. */
+export function threadCpuDelta(before, after) {
+  const out = [];
+  for (const [name, seconds] of after) out.push([name, seconds - (before.get(name) ?? 0)]);
+  return out.filter(([, s]) => s > 0).sort((a, b) => b[1] - a[1]);
+}

@@ -2,7 +2,7 @@
 // filled first, unprofiled):
 //   node bench/processor/profile.mjs [events] [--cpu-prof FILE.cpuprofile]
 //   node bench/lib/cpuprofile-top.mjs FILE.cpuprofile
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,24 +10,7 @@ import { createKafka, createProducer, ensureTopics, startLocalKafka } from '@dwe
 import { createLogger } from '@dwell/runtime';
 import { processorConfigFromEnv, startProcessor } from '@dwell/processor';
 import { encodedWorkload } from '../lib/workload.mjs';
-
-/** CPU ticks (1/100 s) of this process's threads so far, by thread name. */
-function threadTicks() {
-  const byName = new Map();
-  for (const tid of readdirSync('/proc/self/task')) {
-    try {
-      const text = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      const comm = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')')).replace(/[0-9]+$/, '');
-      // Node names its threads alike: tell the main thread from the rest.
-      const name = tid === String(process.pid) ? 'main' : comm;
-      const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-      byName.set(name, (byName.get(name) ?? 0) + Number(f[11]) + Number(f[12]));
-    } catch {
-      // the thread ended
-    }
-  }
-  return byName;
-}
+import { threadCpuDelta, threadCpuSeconds } from '../lib/proc.mjs';
 
 const args = process.argv.slice(2);
 const profileAt = args.includes('--cpu-prof') ? args[args.indexOf('--cpu-prof') + 1] : undefined;
@@ -73,7 +56,7 @@ try {
   );
   const started = performance.now();
   const cpu = process.cpuUsage();
-  const threadsBefore = threadTicks();
+  const threadsBefore = threadCpuSeconds();
   for (;;) {
     const result = await processor.warehouse.client.query({
       query: 'SELECT sum(events) AS n FROM prof.processed_ranges',
@@ -84,17 +67,14 @@ try {
   }
   const wall = performance.now() - started;
   const used = process.cpuUsage(cpu);
-  const threads = [...threadTicks()]
-    .map(([name, ticks]) => [name, ticks - (threadsBefore.get(name) ?? 0)])
-    .filter(([, t]) => t > 0)
-    .sort((a, b) => b[1] - a[1]);
+  const threads = threadCpuDelta(threadsBefore, threadCpuSeconds());
   if (profileAt !== undefined) {
     const { profile } = await session.post('Profiler.stop');
     writeFileSync(profileAt, JSON.stringify(profile));
     session.disconnect();
   }
   console.log(
-    `CPU by thread (µs/event): ${threads.map(([name, t]) => `${name} ${((t * 1e4) / EVENTS).toFixed(1)}`).join(', ')}`,
+    `CPU by thread (µs/event): ${threads.map(([name, t]) => `${name} ${((t * 1e6) / EVENTS).toFixed(1)}`).join(', ')}`,
   );
   console.log(
     `${EVENTS} events in ${(wall / 1000).toFixed(2)} s: ${((EVENTS / wall) * 1000).toFixed(0)} events/s, process CPU ${((used.user + used.system) / EVENTS).toFixed(1)} µs/event (JS and chDB threads)`,

@@ -22,7 +22,7 @@ import { processorConfigFromEnv, startProcessor } from '@dwell/processor';
 import { migrate } from '@dwell/warehouse';
 import { median, percentiles } from '../lib/stats.mjs';
 import { encodedWorkload } from '../lib/workload.mjs';
-import { cpuSeconds, cpuSecondsOf, processTree } from '../lib/proc.mjs';
+import { cpuSeconds, cpuSecondsOf, processTree, threadCpuDelta, threadCpuSeconds } from '../lib/proc.mjs';
 
 const args = process.argv.slice(2);
 const flag = (name, fallback) => {
@@ -297,7 +297,7 @@ try {
     const sampler = setInterval(() => load.push(loadavg()[0]), 1000);
     // CPU while the events flow: this process (the processor), the producer, the broker.
     const brokerCpu = () => cpuSecondsOf(processTree(broker.pid)); // the JVM runs under a wrapper script
-    const cpuAt = { processor: process.cpuUsage(), broker: brokerCpu(), started: performance.now() };
+    const cpuAt = { processor: process.cpuUsage(), broker: brokerCpu(), threads: threadCpuSeconds(), started: performance.now() };
     let producerCpu = 0;
     const producerSampler = setInterval(() => {
       const seconds = cpuSeconds(child.pid);
@@ -307,6 +307,11 @@ try {
     clearInterval(producerSampler);
     const flowSeconds = (performance.now() - cpuAt.started) / 1000;
     const processorCpu = process.cpuUsage(cpuAt.processor);
+    // Where the processor's cores go: its consumer thread, the partition worker thread (also
+    // named "node"), libuv's pool, and embedded ClickHouse's own threads.
+    const threads = threadCpuDelta(cpuAt.threads, threadCpuSeconds())
+      .slice(0, 12)
+      .map(([name, s]) => [name, Number((s / ((performance.now() - cpuAt.started) / 1000)).toFixed(3))]);
     const cores = {
       processor: (processorCpu.user + processorCpu.system) / 1e6 / flowSeconds,
       producer: producerCpu / flowSeconds,
@@ -353,6 +358,7 @@ try {
       writes: freshness.length,
       loadavg1m: { min: Math.min(...load), max: Math.max(...load) },
       coresWhileProducing: cores,
+      processorThreadCores: threads,
       ms: percentiles(freshness, [50, 90, 99, 100]),
       fromAckMs: percentiles(fromAck, [50, 90, 99, 100]),
       producerSeconds: flowSeconds,
@@ -369,6 +375,7 @@ try {
     say(`freshness at ${label}: ${rate} events/s for ${seconds} s…`);
     results[key] = await freshnessAt(rate, seconds);
     const { processor: p, producer: q, broker: k } = results[key].coresWhileProducing;
+    say(`freshness at ${label}: processor cores by thread: ${results[key].processorThreadCores.map(([n, c]) => `${n} ${c}`).join(', ')}`);
     say(
       `freshness at ${label}: from send p50 ${results[key].ms.p50} ms, p99 ${results[key].ms.p99} ms; from Kafka's ack p50 ${results[key].fromAckMs.p50} ms, p99 ${results[key].fromAckMs.p99} ms; over ${results[key].writes} writes, producing took ${results[key].producerSeconds.toFixed(1)} s (load average ${results[key].loadavg1m.min.toFixed(1)}–${results[key].loadavg1m.max.toFixed(1)}; cores used: processor ${p.toFixed(2)}, producer ${q.toFixed(2)}, broker ${k.toFixed(2)})`,
     );

@@ -172,7 +172,11 @@ export class ExposureConsumer {
     const partition = batch.partition;
     let state = this.partitions.get(partition);
     if (state === undefined) {
-      state = await this.resume(partition, Number(batch.messages[0]?.offset ?? batch.firstOffset() ?? '0'));
+      state = await this.resume(
+        partition,
+        Number(batch.messages[0]?.offset ?? batch.firstOffset() ?? '0'),
+        Number(batch.highWatermark) - 1,
+      );
       this.partitions.set(partition, state);
       if (state.awaitingSeek) return;
     }
@@ -244,8 +248,11 @@ export class ExposureConsumer {
     else if (now - this.lastFlushAt >= this.options.flushIntervalMs) await this.flush(keepAlive);
   }
 
-  /** Restores a newly assigned partition from its snapshot at (or before) the committed offset. */
-  private async resume(partition: number, committed: number): Promise<PartitionState> {
+  /**
+   * Restores a newly assigned partition from its snapshot at (or before) the committed offset.
+   * `lastInLog`: the partition's last offset now, beyond which no earlier owner has written rows.
+   */
+  private async resume(partition: number, committed: number, lastInLog: number): Promise<PartitionState> {
     const fresh = (offset: number, pageViews: number, seek: boolean): PartitionState => ({
       partition,
       nextOffset: offset,
@@ -256,13 +263,13 @@ export class ExposureConsumer {
     });
     const stored = await this.store.latestSnapshot(this.options.topic, partition, committed.toString());
     if (stored !== undefined) {
-      const pageViews = await this.engine.restore(partition, stored.snapshot);
+      const pageViews = await this.engine.restore(partition, stored.snapshot, lastInLog);
       const at = Number(stored.next_offset);
       this.log.info('partition resumed from snapshot', { partition, offset: stored.next_offset, pageViews });
       if (at < committed) this.consumer.seek({ topic: this.options.topic, partition, offset: at.toString() });
       return fresh(at, pageViews, at < committed);
     }
-    await this.engine.restore(partition, null);
+    await this.engine.restore(partition, null, lastInLog);
     const earliest = await this.earliestOffset(partition);
     if (committed > earliest) {
       // Offsets were committed but no snapshot is left: rebuild the state from the start of the log.

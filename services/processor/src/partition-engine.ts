@@ -14,7 +14,8 @@ import type { RulesConfig } from '@dwell/exposure';
 import { PartitionWork, type AppliedBatch, type SnapshotText, type TakenResults } from './partition-work.js';
 
 export interface PartitionEngine {
-  restore(partition: number, snapshot: string | null): Promise<number>;
+  /** `trustFrom`: see PartitionWork.restore. */
+  restore(partition: number, snapshot: string | null, trustFrom: number): Promise<number>;
   drop(partition: number): void;
   /** Applies a partition's next records; the batch may be copied, never kept. */
   apply(partition: number, values: ReadonlyArray<Buffer | null>): Promise<AppliedBatch>;
@@ -31,8 +32,8 @@ export class InThreadEngine implements PartitionEngine {
     this.work = new PartitionWork(rules);
   }
 
-  restore(partition: number, snapshot: string | null): Promise<number> {
-    return settle(() => this.work.restore(partition, snapshot));
+  restore(partition: number, snapshot: string | null, trustFrom: number): Promise<number> {
+    return settle(() => this.work.restore(partition, snapshot, trustFrom));
   }
 
   drop(partition: number): void {
@@ -66,7 +67,12 @@ function settle<T>(work: () => T): Promise<T> {
 
 /** A request to the worker thread; answered with a {@link WorkerAnswer}, in order. */
 export type WorkerRequest =
-  | { readonly op: 'restore'; readonly partition: number; readonly snapshot: string | null }
+  | {
+      readonly op: 'restore';
+      readonly partition: number;
+      readonly snapshot: string | null;
+      readonly trustFrom: number;
+    }
   | { readonly op: 'drop'; readonly partition: number }
   /** `lengths[i]` is record i's length in `bytes` (-1: no value). */
   | {
@@ -106,8 +112,8 @@ export class WorkerThreadEngine implements PartitionEngine {
     this.worker.on('exit', (code) => fail(new Error(`the partition worker thread exited (code ${code})`)));
   }
 
-  restore(partition: number, snapshot: string | null): Promise<number> {
-    return this.request({ op: 'restore', partition, snapshot }) as Promise<number>;
+  restore(partition: number, snapshot: string | null, trustFrom: number): Promise<number> {
+    return this.request({ op: 'restore', partition, snapshot, trustFrom }) as Promise<number>;
   }
 
   drop(partition: number): void {

@@ -14,7 +14,7 @@ import {
 } from '@dwell/exposure';
 import { decodePageEvent, PageEventReader, type PageEvent } from '@dwell/protocol';
 import { RowsEncoder, type EncodedRows } from '@dwell/warehouse';
-import { encodeReports } from './rows.js';
+import { encodeReports, WrittenRows } from './rows.js';
 
 /** A record of a batch that is not billed as it is: its dead letter is produced by the consumer. */
 export interface Rejection {
@@ -60,6 +60,8 @@ export interface SnapshotText {
 
 interface Held {
   readonly exposure: PartitionExposure;
+  /** What this processor last wrote of each open page view: unchanged rows are not written again. */
+  readonly written: WrittenRows;
   events: number;
   rejected: number;
   oldestRecvMs: number;
@@ -74,13 +76,23 @@ export class PartitionWork {
     this.rules = rules;
   }
 
-  /** Starts a partition from a snapshot (JSON text) or empty; returns its page views. */
-  restore(partition: number, snapshot: string | null): number {
+  /**
+   * Starts a partition from a snapshot (JSON text) or empty; returns its page views. `trustFrom`:
+   * the last offset an earlier owner of the partition may have written rows for (the log end when
+   * this one started), below which every write carries complete rows.
+   */
+  restore(partition: number, snapshot: string | null, trustFrom: number): number {
     const exposure =
       snapshot === null
         ? new PartitionExposure(this.rules)
         : PartitionExposure.restore(JSON.parse(snapshot), this.rules);
-    this.held.set(partition, { exposure, events: 0, rejected: 0, oldestRecvMs: Number.NaN });
+    this.held.set(partition, {
+      exposure,
+      written: new WrittenRows(trustFrom),
+      events: 0,
+      rejected: 0,
+      oldestRecvMs: Number.NaN,
+    });
     return exposure.pageViewsInMemory;
   }
 
@@ -127,7 +139,10 @@ export class PartitionWork {
     return { counts, rejections };
   }
 
-  /** Changed results of the given partitions as rows of `version` (the partition's last offset). */
+  /**
+   * Changed results of the given partitions as rows of `version` (the partition's last offset):
+   * the rows whose values differ from what was last written, and every row of a closed page view.
+   */
   take(versions: ReadonlyArray<readonly [partition: number, version: number]>): TakenResults {
     const impressions = new RowsEncoder();
     const minutes = new RowsEncoder();
@@ -136,9 +151,10 @@ export class PartitionWork {
       const held = this.held.get(partition);
       if (held === undefined) throw new Error(`partition ${partition} is not restored`);
       const changes = held.exposure.takeChanges();
+      const written = held.written.begin(version) ? held.written : undefined;
       // Closed before changed: an id that closed and opened again must land in that order.
-      encodeReports(changes.closed, version, impressions, minutes);
-      encodeReports(changes.changed, version, impressions, minutes);
+      encodeReports(changes.closed, version, impressions, minutes, written);
+      encodeReports(changes.changed, version, impressions, minutes, written);
       partitions.push({
         partition,
         events: held.events,

@@ -12,7 +12,7 @@ const work = new PartitionWork(rules ?? undefined);
 function serve(request: WorkerRequest): unknown {
   switch (request.op) {
     case 'restore':
-      return work.restore(request.partition, request.snapshot);
+      return work.restore(request.partition, request.snapshot, request.trustFrom);
     case 'drop':
       work.drop(request.partition);
       return null;
