@@ -1,4 +1,5 @@
 // npm run bench:processor [-- --events 400000 --runs 3 --quick]
+//   freshness only, at shares of a given rate: -- --events 2000 --fresh-rate 153000 --fresh-ladder 10,5,3,2 --fresh-seconds 20
 //
 // 1. the pure exposure core on one core (packages/exposure/bench/core.mjs), against its naive
 //    reference model;
@@ -362,22 +363,27 @@ try {
       ms: percentiles(freshness, [50, 90, 99, 100]),
       fromAckMs: percentiles(fromAck, [50, 90, 99, 100]),
       producerSeconds: flowSeconds,
-      // Every write holds the complete results of each page view changed since the previous one.
+      // Every write holds the rows that changed since the previous one, of each page view changed.
       rowsWrittenPerEvent: writes.reduce((sum, w) => sum + w.rows, 0) / total,
     };
   };
-  const seconds = QUICK ? 10 : 30;
-  for (const [key, share, label] of [
-    ['freshness', 2, 'half load'],
-    ['freshnessLight', 10, 'a tenth of the load'],
-  ]) {
-    const rate = FRESH_RATE === undefined ? Math.max(1000, Math.round(median(ours) / share)) : Math.round(Number(FRESH_RATE) * (2 / share));
+  const seconds = Number(flag('fresh-seconds', QUICK ? 10 : 30));
+  // Shares of the end-to-end rate to measure freshness at: 2 (half load, the target's) and 10 by
+  // default; `--fresh-ladder 10,5,4,3,2` walks up to find where live traffic stops keeping up.
+  const shares = (flag('fresh-ladder', '2,10') ?? '2,10').split(',').map(Number);
+  const base = FRESH_RATE === undefined ? median(ours) : Number(FRESH_RATE) * 2;
+  results.freshnessLadder = [];
+  for (const share of shares) {
+    const key = share === 2 ? 'freshness' : share === 10 ? 'freshnessLight' : `freshnessAt1of${share}`;
+    const label = share === 2 ? 'half load' : share === 10 ? 'a tenth of the load' : `1/${share} of the load`;
+    const rate = Math.max(1000, Math.round(base / share));
     say(`freshness at ${label}: ${rate} events/s for ${seconds} s…`);
     results[key] = await freshnessAt(rate, seconds);
     const { processor: p, producer: q, broker: k } = results[key].coresWhileProducing;
+    results.freshnessLadder.push({ share, rate, p99FromAckMs: results[key].fromAckMs.p99, processorCores: p, rowsPerEvent: results[key].rowsWrittenPerEvent });
     say(`freshness at ${label}: processor cores by thread: ${results[key].processorThreadCores.map(([n, c]) => `${n} ${c}`).join(', ')}`);
     say(
-      `freshness at ${label}: from send p50 ${results[key].ms.p50} ms, p99 ${results[key].ms.p99} ms; from Kafka's ack p50 ${results[key].fromAckMs.p50} ms, p99 ${results[key].fromAckMs.p99} ms; over ${results[key].writes} writes, producing took ${results[key].producerSeconds.toFixed(1)} s (load average ${results[key].loadavg1m.min.toFixed(1)}–${results[key].loadavg1m.max.toFixed(1)}; cores used: processor ${p.toFixed(2)}, producer ${q.toFixed(2)}, broker ${k.toFixed(2)})`,
+      `freshness at ${label}: from send p50 ${results[key].ms.p50} ms, p99 ${results[key].ms.p99} ms; from Kafka's ack p50 ${results[key].fromAckMs.p50} ms, p99 ${results[key].fromAckMs.p99} ms; over ${results[key].writes} writes, ${results[key].rowsWrittenPerEvent.toFixed(2)} rows per event; producing took ${results[key].producerSeconds.toFixed(1)} s (load average ${results[key].loadavg1m.min.toFixed(1)}–${results[key].loadavg1m.max.toFixed(1)}; cores used: processor ${p.toFixed(2)}, producer ${q.toFixed(2)}, broker ${k.toFixed(2)})`,
     );
   }
 
@@ -393,5 +399,5 @@ results.loadavgAtEnd = loadavg();
 mkdirSync(join(root, 'bench/processor/results'), { recursive: true });
 const file = join(root, 'bench/processor/results', `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
 writeFileSync(file, JSON.stringify(results, null, 2));
-process.stdout.write(`\n${JSON.stringify({ endToEnd: results.endToEnd, freshness: results.freshness, freshnessLight: results.freshnessLight, billing: results.billing }, null, 2)}\nresults: ${file}\n`);
+process.stdout.write(`\n${JSON.stringify({ endToEnd: results.endToEnd, freshness: results.freshness, freshnessLight: results.freshnessLight, freshnessLadder: results.freshnessLadder, billing: results.billing }, null, 2)}\nresults: ${file}\n`);
 process.exit(0);

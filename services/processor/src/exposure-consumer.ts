@@ -30,6 +30,8 @@ interface PartitionState {
   unflushedFrom: number;
   /** The offset of the last snapshot (and commit). */
   snapshotAt: number;
+  /** When its last snapshot was asked for (or the partition resumed), ms. */
+  snapshotTime: number;
   /** A seek was issued; batches that do not start at nextOffset are stale and skipped. */
   awaitingSeek: boolean;
   /** Page views held, as of the last write or restore. */
@@ -241,11 +243,32 @@ export class ExposureConsumer {
     this.deadLettersSent = this.deadLettersSent.then(() => this.deadLetters(letters));
   }
 
-  /** Flushes and snapshots when their intervals have passed. */
+  /**
+   * Flushes and snapshots when their intervals have passed. Partitions are snapshotted one at a
+   * time, spread over the interval: a snapshot holds a partition's whole state, and serializing it
+   * holds up every partition's events for as long, so one at a time keeps each hold short.
+   */
   private async maintain(keepAlive: () => Promise<void>): Promise<void> {
     const now = Date.now();
-    if (now - this.lastSnapshotAt >= this.options.snapshotIntervalMs && this.snapshotting === undefined) await this.startSnapshot(keepAlive);
+    const due = this.snapshotting === undefined ? this.snapshotDue(now) : undefined;
+    if (due !== undefined) await this.startSnapshot(keepAlive, due);
     else if (now - this.lastFlushAt >= this.options.flushIntervalMs) await this.flush(keepAlive);
+  }
+
+  /** The partition to snapshot now, if any: the longest unsnapshotted one once its interval passed. */
+  private snapshotDue(now: number): PartitionState | undefined {
+    const interval = this.options.snapshotIntervalMs;
+    if (now - this.lastSnapshotAt < interval / Math.max(1, this.partitions.size)) return undefined;
+    let due: PartitionState | undefined;
+    for (const state of this.partitions.values()) {
+      if (now - state.snapshotTime < interval || state.awaitingSeek) continue;
+      if (state.nextOffset === state.snapshotAt) {
+        state.snapshotTime = now; // nothing new: nothing to store
+        continue;
+      }
+      if (due === undefined || state.snapshotTime < due.snapshotTime) due = state;
+    }
+    return due;
   }
 
   /**
@@ -258,6 +281,7 @@ export class ExposureConsumer {
       nextOffset: offset,
       unflushedFrom: offset,
       snapshotAt: offset,
+      snapshotTime: Date.now(),
       awaitingSeek: seek,
       pageViews,
     });
@@ -369,16 +393,23 @@ export class ExposureConsumer {
   }
 
   /**
-   * Flushes and asks for a snapshot of every partition at its next offset; stores them and commits
-   * their offsets in the background while consumption goes on (a snapshot holds the partition's
-   * whole state: storing it takes a while, and the batches need not wait for it).
+   * Flushes and asks for a snapshot of `only` that partition, or of every partition, at its next
+   * offset; stores them and commits their offsets in the background while consumption goes on (a
+   * snapshot holds the partition's whole state: storing it takes a while, and the batches need not
+   * wait for it).
    */
-  private async startSnapshot(keepAlive: () => Promise<void>): Promise<void> {
-    this.lastSnapshotAt = Date.now();
+  private async startSnapshot(keepAlive: () => Promise<void>, only?: PartitionState): Promise<void> {
+    const now = Date.now();
+    this.lastSnapshotAt = now;
     await this.flush(keepAlive);
     // Asked right after the flush: each snapshot holds exactly the records up to its offset.
-    const wanted = [...this.partitions.values()]
+    const wanted = (only === undefined ? [...this.partitions.values()] : [only])
+      .filter((state) => this.partitions.get(state.partition) === state)
       .filter((state) => state.nextOffset !== state.snapshotAt && !state.awaitingSeek)
+      .map((state) => {
+        state.snapshotTime = now;
+        return state;
+      })
       .map((state) => ({ state, offset: state.nextOffset, snapshot: this.engine.snapshot(state.partition) }));
     if (wanted.length === 0) return;
     const written = this.writes;
