@@ -109,7 +109,8 @@ export class RowsEncoder {
     return this.lines.length;
   }
 
-  impression(r: ImpressionRow): void {
+  /** An impression row; `final` and `version` apart, so a computed result needs no copy first. */
+  impression(r: Omit<ImpressionRow, 'final' | 'version'>, final: boolean, version: number): void {
     this.lines.push(
       JSON.stringify([
         r.site_id,
@@ -130,14 +131,15 @@ export class RowsEncoder {
         r.flags,
         r.first_server_ms,
         r.last_server_ms,
-        r.final,
+        final,
         r.rules_version,
-        r.version,
+        version,
       ]),
     );
   }
 
-  minute(r: MinuteRow): void {
+  /** A minute row; `version` apart, so a computed bucket needs no copy first. */
+  minute(r: Omit<MinuteRow, 'version'>, version: number): void {
     this.lines.push(
       JSON.stringify([
         r.site_id,
@@ -149,7 +151,7 @@ export class RowsEncoder {
         r.campaign_id,
         r.viewable_ms,
         r.rules_version,
-        r.version,
+        version,
       ]),
     );
   }

@@ -20,14 +20,14 @@ export function encodeReports(
     const last = written?.lastOf(report);
     for (const result of report.impressions)
       if (last === undefined || last.impressionChanged(result, report.final))
-        impressions.impression(impressionRow(result, report.final, version));
+        impressions.impression(result, report.final, version);
     for (const result of report.retracted_impressions)
       if (last === undefined || last.impressionChanged(result, report.final))
-        impressions.impression(impressionRow(result, report.final, version));
+        impressions.impression(result, report.final, version);
     for (const bucket of report.buckets)
-      if (last === undefined || last.minuteChanged(bucket, report.final)) minutes.minute(minuteRow(bucket, version));
+      if (last === undefined || last.minuteChanged(bucket, report.final)) minutes.minute(bucket, version);
     for (const bucket of report.retracted_buckets)
-      if (last === undefined || last.minuteChanged(bucket, report.final)) minutes.minute(minuteRow(bucket, version));
+      if (last === undefined || last.minuteChanged(bucket, report.final)) minutes.minute(bucket, version);
     if (report.final) written?.forget(report.page_view_id);
   }
 }
