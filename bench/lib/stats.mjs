@@ -59,3 +59,29 @@ function isSorted(values) {
   for (let i = 1; i < values.length; i++) if (values[i - 1] > values[i]) return false;
   return true;
 }
+
+/**
+ * Percentiles of values that each stand for `weight` samples (`[value, weight]` pairs), by nearest
+ * rank over the total weight: e.g. per-event percentiles from per-batch values.
+ */
+export function weightedPercentiles(pairs, ps = [50, 90, 99, 100]) {
+  const sorted = [...pairs].filter(([, w]) => w > 0).sort((a, b) => a[0] - b[0]);
+  const total = sorted.reduce((sum, [, w]) => sum + w, 0);
+  const out = {};
+  for (const p of ps) {
+    if (total === 0) {
+      out[`p${p}`] = Number.NaN;
+      continue;
+    }
+    const rank = Math.max(1, Math.ceil((p / 100) * total));
+    let seen = 0;
+    for (const [value, weight] of sorted) {
+      seen += weight;
+      if (seen >= rank) {
+        out[`p${p}`] = value;
+        break;
+      }
+    }
+  }
+  return out;
+}
