@@ -272,6 +272,7 @@ try {
         PROCESSOR_HTTP_PORT: '0',
         // To weigh freshness against the cost of rewriting rows: PROCESSOR_FLUSH_INTERVAL_MS=2000 npm run bench:processor …
         ...(process.env['PROCESSOR_FLUSH_INTERVAL_MS'] ? { PROCESSOR_FLUSH_INTERVAL_MS: process.env['PROCESSOR_FLUSH_INTERVAL_MS'] } : {}),
+        ...(process.env['PROCESSOR_SNAPSHOT_INTERVAL_MS'] ? { PROCESSOR_SNAPSHOT_INTERVAL_MS: process.env['PROCESSOR_SNAPSHOT_INTERVAL_MS'] } : {}),
         CLICKHOUSE_DATABASE: database,
         CLICKHOUSE_DATA_DIR: chDir,
       }),

@@ -12,8 +12,8 @@ export const PROCESSOR_SETTINGS = {
   PROCESSOR_HTTP_PORT: env.int('Port of the billing API, health and metrics.', 8081, { min: 0, max: 65535 }),
   PROCESSOR_FLUSH_INTERVAL_MS: env.int('How often results are written to ClickHouse, ms (freshness).', 500, { min: 10 }),
   PROCESSOR_SNAPSHOT_INTERVAL_MS: env.int(
-    'How often partition state is snapshotted and offsets committed, ms (work redone after a crash).',
-    10_000,
+    'How often each partition\'s state is snapshotted and its offset committed, ms: at most this much of the log is processed again after a crash; each snapshot serializes the partition\'s open page views.',
+    30_000,
     { min: 100 },
   ),
   PROCESSOR_WORKER_THREAD: env.boolean(
