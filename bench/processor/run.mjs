@@ -37,8 +37,14 @@ const BILLING_ROWS = Number(flag('billing-rows', QUICK ? 1_000_000 : 10_000_000)
 /** Freshness only, at this rate (events/s): for trying settings. */
 const FRESH_RATE = flag('fresh-rate', undefined);
 const root = fileURLToPath(new URL('../..', import.meta.url));
+/** Processor settings from the environment (the benchmark sets brokers, topics, ports and storage itself). */
+const TRIED_SETTINGS = Object.fromEntries(
+  ['PROCESSOR_FLUSH_INTERVAL_MS', 'PROCESSOR_SNAPSHOT_INTERVAL_MS', 'PROCESSOR_WORKER_THREAD', 'PROCESSOR_WORKER_THREADS']
+    .filter((name) => process.env[name] !== undefined && process.env[name] !== '')
+    .map((name) => [name, process.env[name]]),
+);
 const say = (line) => process.stderr.write(`[bench:processor] ${line}\n`);
-const results = { machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version }, loadavgAtStart: loadavg(), events: EVENTS, runs: RUNS };
+const results = { settings: TRIED_SETTINGS, machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version }, loadavgAtStart: loadavg(), events: EVENTS, runs: RUNS };
 
 // 1. The pure core.
 if (FRESH_RATE === undefined) {
@@ -119,6 +125,7 @@ try {
         CLICKHOUSE_DATABASE: database,
         CLICKHOUSE_DATA_DIR: chDir,
         PROCESSOR_ID: `bench-${run}`,
+        ...TRIED_SETTINGS,
       }),
       logger,
     );
@@ -270,9 +277,9 @@ try {
         DWELL_REJECTED_TOPIC: `${freshTopic}-rejected`,
         PROCESSOR_GROUP_ID: `bench-fresh-${database}`,
         PROCESSOR_HTTP_PORT: '0',
-        // To weigh freshness against the cost of rewriting rows: PROCESSOR_FLUSH_INTERVAL_MS=2000 npm run bench:processor …
-        ...(process.env['PROCESSOR_FLUSH_INTERVAL_MS'] ? { PROCESSOR_FLUSH_INTERVAL_MS: process.env['PROCESSOR_FLUSH_INTERVAL_MS'] } : {}),
-        ...(process.env['PROCESSOR_SNAPSHOT_INTERVAL_MS'] ? { PROCESSOR_SNAPSHOT_INTERVAL_MS: process.env['PROCESSOR_SNAPSHOT_INTERVAL_MS'] } : {}),
+        // Processor settings to try come from the environment, e.g.
+        // PROCESSOR_FLUSH_INTERVAL_MS=2000 or PROCESSOR_WORKER_THREADS=2 npm run bench:processor …
+        ...TRIED_SETTINGS,
         CLICKHOUSE_DATABASE: database,
         CLICKHOUSE_DATA_DIR: chDir,
       }),

@@ -20,6 +20,11 @@ export const PROCESSOR_SETTINGS = {
     'Read records and compute exposure in a worker thread, beside the thread that consumes Kafka and writes ClickHouse (false: one thread does all).',
     true,
   ),
+  PROCESSOR_WORKER_THREADS: env.int(
+    'How many worker threads compute exposure when PROCESSOR_WORKER_THREAD is on; the partitions a processor owns are spread over them (partition p on thread p mod n). 0: one per core, at most 8.',
+    0,
+    { min: 0, max: 64 },
+  ),
   PROCESSOR_SESSION_TIMEOUT_MS: env.int(
     'Kafka consumer session timeout, ms: how long a dead processor holds its partitions.',
     30_000,

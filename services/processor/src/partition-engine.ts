@@ -166,6 +166,77 @@ export class WorkerThreadEngine implements PartitionEngine {
 }
 
 /**
+ * Spreads partitions over several engines (worker threads), partition p on engine p mod n, so a
+ * processor that owns several partitions computes them on as many cores. Each engine serves its own
+ * requests in order; a `take` asks each engine for its partitions and puts the answers together in
+ * the order asked (rows of different partitions never share a key, so their order does not matter).
+ */
+export class SpreadEngine implements PartitionEngine {
+  private readonly engines: readonly PartitionEngine[];
+
+  constructor(engines: readonly PartitionEngine[]) {
+    if (engines.length === 0) throw new Error('SpreadEngine needs at least one engine');
+    this.engines = engines;
+  }
+
+  private of(partition: number): PartitionEngine {
+    return this.engines[partition % this.engines.length] as PartitionEngine;
+  }
+
+  restore(partition: number, snapshot: string | null, trustFrom: number): Promise<number> {
+    return this.of(partition).restore(partition, snapshot, trustFrom);
+  }
+
+  drop(partition: number): void {
+    this.of(partition).drop(partition);
+  }
+
+  apply(partition: number, values: ReadonlyArray<Buffer | null>): Promise<AppliedBatch> {
+    return this.of(partition).apply(partition, values);
+  }
+
+  async take(versions: ReadonlyArray<readonly [number, number]>): Promise<TakenResults> {
+    const n = this.engines.length;
+    const asked = this.engines.map((engine, i) => {
+      const mine = versions.filter(([partition]) => partition % n === i);
+      return mine.length === 0 ? undefined : engine.take(mine);
+    });
+    const answers = await Promise.all(asked);
+    const impressions: string[] = [];
+    const minutes: string[] = [];
+    let impressionRows = 0;
+    let minuteRows = 0;
+    const byPartition = new Map<number, TakenResults['partitions'][number]>();
+    for (const answer of answers) {
+      if (answer === undefined) continue;
+      impressions.push(answer.impressions.body);
+      minutes.push(answer.minutes.body);
+      impressionRows += answer.impressions.rows;
+      minuteRows += answer.minutes.rows;
+      for (const counted of answer.partitions) byPartition.set(counted.partition, counted);
+    }
+    const partitions = versions.map(([partition]) => {
+      const counted = byPartition.get(partition);
+      if (counted === undefined) throw new Error(`no results for partition ${partition}`);
+      return counted;
+    });
+    return {
+      impressions: { rows: impressionRows, body: impressions.join('') },
+      minutes: { rows: minuteRows, body: minutes.join('') },
+      partitions,
+    };
+  }
+
+  snapshot(partition: number): Promise<SnapshotText> {
+    return this.of(partition).snapshot(partition);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.engines.map((engine) => engine.close()));
+  }
+}
+
+/**
  * The worker's compiled module. Run from TypeScript sources (tests), this module sits in src/ and
  * the worker is taken from the build in dist/.
  */

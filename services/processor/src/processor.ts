@@ -1,11 +1,12 @@
 import type { Server } from 'node:http';
+import { availableParallelism } from 'node:os';
 import { createKafka, createProducer, ensureTopics } from '@dwell/kafka';
 import { MetricsRegistry, type Logger } from '@dwell/runtime';
 import { ExposureStore, migrate, openWarehouse, type Warehouse } from '@dwell/warehouse';
 import type { ProcessorConfig } from './config.js';
 import { ExposureConsumer } from './exposure-consumer.js';
 import { createProcessorHttp } from './http.js';
-import { InThreadEngine, WorkerThreadEngine } from './partition-engine.js';
+import { InThreadEngine, SpreadEngine, WorkerThreadEngine } from './partition-engine.js';
 
 export interface Processor {
   readonly httpUrl: string;
@@ -51,7 +52,12 @@ export async function startProcessor(config: ProcessorConfig, logger: Logger, ho
   await consumer.connect();
   let ready = false;
   consumer.on(consumer.events.GROUP_JOIN, () => (ready = true));
-  const engine = config.PROCESSOR_WORKER_THREAD ? new WorkerThreadEngine() : new InThreadEngine();
+  const threads = config.PROCESSOR_WORKER_THREADS === 0 ? Math.min(8, availableParallelism()) : config.PROCESSOR_WORKER_THREADS;
+  const engine = !config.PROCESSOR_WORKER_THREAD
+    ? new InThreadEngine()
+    : threads === 1
+      ? new WorkerThreadEngine()
+      : new SpreadEngine(Array.from({ length: threads }, () => new WorkerThreadEngine()));
   const exposure = new ExposureConsumer({
     kafka,
     consumer,
@@ -79,7 +85,7 @@ export async function startProcessor(config: ProcessorConfig, logger: Logger, ho
   const address = http.address();
   const port = typeof address === 'object' && address !== null ? address.port : config.PROCESSOR_HTTP_PORT;
   const httpUrl = `http://${config.PROCESSOR_HTTP_HOST}:${port}`;
-  log.info('consuming', { topic: config.DWELL_EVENTS_TOPIC, group: config.PROCESSOR_GROUP_ID, http: httpUrl });
+  log.info('consuming', { topic: config.DWELL_EVENTS_TOPIC, group: config.PROCESSOR_GROUP_ID, http: httpUrl, workerThreads: config.PROCESSOR_WORKER_THREAD ? threads : 0 });
 
   let stopping: Promise<void> | undefined;
   return {

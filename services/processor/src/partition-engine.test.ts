@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import { encodePageEvent } from '@dwell/protocol';
+import { workload } from '../../../test/workload.js';
+import { InThreadEngine, SpreadEngine, type PartitionEngine } from './partition-engine.js';
+
+const PARTITIONS = [0, 1, 2, 3, 4];
+
+/** The workload's events as records, spread over the partitions by page view. */
+function records(): Map<number, Buffer[]> {
+  const events = workload({ seed: 11, pageViews: 80, eventsPerPageView: 25, baseMs: 1_764_000_000_000, spreadMs: 60_000 });
+  const byPartition = new Map<number, Buffer[]>(PARTITIONS.map((p) => [p, []]));
+  for (const event of events) {
+    const partition = Number(event.event.page_view_id.split('-').at(-1)) % PARTITIONS.length;
+    byPartition.get(partition)?.push(encodePageEvent(event));
+  }
+  return byPartition;
+}
+
+/** Feeds every partition its records in batches, taking results between batches; returns every take. */
+async function drive(engine: PartitionEngine, asked: readonly number[]) {
+  const all = records();
+  for (const p of PARTITIONS) await engine.restore(p, null, 0);
+  const takes = [];
+  for (let from = 0; from < 500; from += 50) {
+    for (const p of PARTITIONS) await engine.apply(p, (all.get(p) ?? []).slice(from, from + 50));
+    takes.push(await engine.take(asked.map((p) => [p, from + 49] as const)));
+  }
+  return takes;
+}
+
+const lines = (body: string): string[] => body.split('\n').filter((l) => l !== '').sort();
+
+describe('SpreadEngine', () => {
+  it('gives the rows and per-partition counts one engine gives, in the order the partitions were asked', async () => {
+    const asked = [3, 0, 4, 1, 2];
+    const one = await drive(new InThreadEngine(), asked);
+    const spread = await drive(new SpreadEngine([new InThreadEngine(), new InThreadEngine(), new InThreadEngine()]), asked);
+    expect(spread).toHaveLength(one.length);
+    let rows = 0;
+    for (const [i, take] of spread.entries()) {
+      const expected = one[i];
+      if (expected === undefined) throw new Error('missing take');
+      expect(take.partitions.map((c) => c.partition)).toEqual(asked);
+      expect(take.partitions).toEqual(expected.partitions);
+      expect(take.impressions.rows).toBe(expected.impressions.rows);
+      expect(lines(take.impressions.body)).toEqual(lines(expected.impressions.body));
+      expect(lines(take.minutes.body)).toEqual(lines(expected.minutes.body));
+      rows += take.impressions.rows + take.minutes.rows;
+    }
+    expect(rows).toBeGreaterThan(100);
+  });
+
+  it('keeps each partition on one engine', async () => {
+    const engines = [new InThreadEngine(), new InThreadEngine()];
+    const spread = new SpreadEngine(engines);
+    await spread.restore(3, null, 0);
+    // Partition 3 lives on engine 1: engine 0 does not know it.
+    await expect(engines[0]?.apply(3, [])).rejects.toThrow(/not restored/);
+    await expect(engines[1]?.apply(3, [])).resolves.toBeDefined();
+  });
+});
