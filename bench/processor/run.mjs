@@ -2,7 +2,8 @@
 //   freshness only, at shares of a given rate: -- --events 2000 --fresh-rate 153000 --fresh-ladder 10,5,3,2 --fresh-seconds 20
 //
 // 1. the pure exposure core on one core (packages/exposure/bench/core.mjs), against its naive
-//    reference model;
+//    reference model; and a worker thread's whole per-event work (read, apply, encode changed rows)
+//    while streaming, against the same work in catch-up (bench/processor/streaming-work.mjs);
 // 2. Kafka → ClickHouse end to end: a pre-filled topic consumed by the processor (decode, core,
 //    embedded ClickHouse writes, snapshots), against a bare KafkaJS consumer of the same topic;
 // 3. freshness: at half the measured end-to-end rate, the time from an event being sent to Kafka
@@ -52,6 +53,10 @@ if (FRESH_RATE === undefined) {
   const coreOut = execFileSync(process.execPath, [join(root, 'packages/exposure/bench/core.mjs'), '--runs', QUICK ? '3' : '5'], { encoding: 'utf8' });
   process.stdout.write(coreOut);
   results.core = coreOut.trim().split('\n');
+  say('one worker thread\'s work per event, streaming against catch-up (no Kafka, no ClickHouse)…');
+  const workOut = execFileSync(process.execPath, [join(root, 'bench/processor/streaming-work.mjs'), '--runs', QUICK ? '2' : '5', '--seconds', QUICK ? '15' : '40'], { encoding: 'utf8' });
+  process.stdout.write(workOut);
+  results.workerWork = JSON.parse(workOut.trim().split('\n').at(-1));
 }
 
 const kafkaDir = mkdtempSync(join(tmpdir(), 'bench-proc-kafka-'));
