@@ -44,6 +44,7 @@ import {
   openFds,
   processTree,
   rssBytesOf,
+  threadCpuSecondsOf,
 } from '../lib/proc.mjs';
 import { median, percentiles } from '../lib/stats.mjs';
 
@@ -392,6 +393,8 @@ const snapshotAll = async (clients, payload = {}) => {
     closed: sum('closed'),
     open: sum('open'),
     latencies: payload.withLatency ? snaps.flatMap((x) => x.latencies) : [],
+    clientLoopDelayP99Ms: Math.max(...snaps.map((x) => x.loopDelayP99Ms ?? 0)),
+    clientLoopDelayMaxMs: Math.max(...snaps.map((x) => x.loopDelayMaxMs ?? 0)),
   };
 };
 
@@ -436,6 +439,15 @@ async function produceHistogram(gateway) {
     )) {
       const bound = m[1] === '+Inf' ? Infinity : Number(m[1]);
       buckets.set(bound, (buckets.get(bound) ?? 0) + Number(m[2]));
+    }
+    // The stages of the ack latency the real gateway measures (absent from the baseline).
+    buckets.stages = {};
+    for (const m of text.matchAll(
+      /^dwell_gateway_(event_wait_ms|frame_stored_ms)_bucket\{(?:[^}]*,)?le="([^"]+)"[^}]*\} (\d+)/gm,
+    )) {
+      const stage = (buckets.stages[m[1]] ??= new Map());
+      const bound = m[2] === '+Inf' ? Infinity : Number(m[2]);
+      stage.set(bound, (stage.get(bound) ?? 0) + Number(m[3]));
     }
     return buckets;
   } catch {
@@ -492,6 +504,7 @@ async function measureWindow(clients, gateway, seconds, { withLatency = false } 
   const start = await snapshotAll(clients, { resetLatency: true });
   meter.mark();
   const gwTimesStart = cpuTimesOf(gateway.allPids());
+  const jitStart = threadCpuSecondsOf(brokerPids(), /^C[12] CompilerThre/);
   const perSecond = [];
   let last = start;
   for (let s = 0; s < seconds; s++) {
@@ -502,6 +515,7 @@ async function measureWindow(clients, gateway, seconds, { withLatency = false } 
   }
   const cpu = meter.read();
   const gwTimesEnd = cpuTimesOf(gateway.allPids());
+  const jitEnd = threadCpuSecondsOf(brokerPids(), /^C[12] CompilerThre/);
   const end = await snapshotAll(clients, { withLatency });
   const histAfter = await produceHistogram(gateway);
   const acked = end.ackedEvents - start.ackedEvents;
@@ -526,15 +540,36 @@ async function measureWindow(clients, gateway, seconds, { withLatency = false } 
       (gwTimesEnd.system - gwTimesStart.system) /
       (gwTimesEnd.user - gwTimesStart.user + gwTimesEnd.system - gwTimesStart.system),
     brokerCores: cpu.cpuSeconds.broker / cpu.wallSeconds,
+    // Of which the broker's JIT compiler threads (warm-up still going on).
+    brokerJitCores: (jitEnd - jitStart) / cpu.wallSeconds,
     clientCores: cpu.cpuSeconds.clients / cpu.wallSeconds,
     machineBusyCores: cpu.machineBusyCores,
     // CPU the machine spent on anything but this benchmark (other sessions' builds and tests).
     otherCores: Math.max(0, cpu.machineBusyCores - ours / cpu.wallSeconds),
     produceP50Ms: histogramQuantile(histBefore, histAfter, 0.5),
     produceP99Ms: histogramQuantile(histBefore, histAfter, 0.99),
+    produceRequestsPerSecond:
+      histBefore && histAfter
+        ? ((histAfter.get(Infinity) ?? 0) - (histBefore.get(Infinity) ?? 0)) / cpu.wallSeconds
+        : undefined,
     // The scrape before the window reset the gateway's event-loop delay histogram: this is the window's.
     loopDelayP99Ms: histAfter?.loopDelay.p99Ms,
     loopDelayMaxMs: histAfter?.loopDelay.maxMs,
+    // Stages of the ack latency: events waiting for their produce request, and a frame from its
+    // read to Kafka having stored it, as the gateway measures them (p50 / p90 / p99).
+    stages: Object.fromEntries(
+      ['event_wait_ms', 'frame_stored_ms'].map((stage) => [
+        stage,
+        Object.fromEntries(
+          [0.5, 0.9, 0.99].map((q) => [
+            `p${q * 100}`,
+            histogramQuantile(histBefore?.stages[stage], histAfter?.stages[stage], q),
+          ]),
+        ),
+      ]),
+    ),
+    clientLoopDelayP99Ms: end.clientLoopDelayP99Ms,
+    clientLoopDelayMaxMs: end.clientLoopDelayMaxMs,
     gatewayRssMiB: rssBytesOf(gateway.servingPids()) / 2 ** 20,
     latencies: end.latencies,
   };
@@ -568,11 +603,16 @@ async function latencyAt(tag, clients, gateway, rate, why) {
     maxMs: p.p100,
     produceP50Ms: lat.produceP50Ms,
     produceP99Ms: lat.produceP99Ms,
+    produceRequestsPerSecond: lat.produceRequestsPerSecond,
     loopDelayP99Ms: lat.loopDelayP99Ms,
     loopDelayMaxMs: lat.loopDelayMaxMs,
+    stages: lat.stages,
+    clientLoopDelayP99Ms: lat.clientLoopDelayP99Ms,
+    clientLoopDelayMaxMs: lat.clientLoopDelayMaxMs,
     gatewayCpuUsPerEvent: lat.gatewayCpuUsPerEvent,
     gatewayCores: lat.gatewayCores,
     brokerCores: lat.brokerCores,
+    brokerJitCores: lat.brokerJitCores,
     clientCores: lat.clientCores,
     otherCores: lat.otherCores,
     machineBusyCores: lat.machineBusyCores,
@@ -583,6 +623,13 @@ async function latencyAt(tag, clients, gateway, rate, why) {
     `${tag}: ack latency at ${fmt(lat.eventsPerSecond)} events/s: p50 ${fmt(p.p50, 2)} ms, p90 ${fmt(p.p90, 2)} ms, p99 ${fmt(p.p99, 2)} ms, max ${fmt(p.p100, 1)} ms ` +
       `(${latency.samples} frames); Kafka produce p50 ${fmt(lat.produceP50Ms, 1)} ms, p99 ${fmt(lat.produceP99Ms, 1)} ms; event-loop delay p99 ${fmt(lat.loopDelayP99Ms, 1)} ms, max ${fmt(lat.loopDelayMaxMs, 1)} ms; gateway ${fmt(lat.gatewayCpuUsPerEvent, 2)} µs CPU/event; ` +
       `other processes ${fmt(lat.otherCores, 2)} cores`,
+  );
+  const q = (stage) =>
+    ['p50', 'p90', 'p99'].map((k) => fmt(lat.stages[stage]?.[k], 1)).join(' / ');
+  log(
+    `${tag}: stages p50 / p90 / p99, ms: waiting for a produce request ${q('event_wait_ms')}; frame read → stored ${q('frame_stored_ms')}; ` +
+      `load-client event-loop delay p99 ${fmt(lat.clientLoopDelayP99Ms, 1)}, max ${fmt(lat.clientLoopDelayMaxMs, 1)}; ` +
+      `produce requests/s ${fmt(lat.produceRequestsPerSecond)}; cores: gateway ${fmt(lat.gatewayCores, 2)}, broker ${fmt(lat.brokerCores, 2)} (JIT ${fmt(lat.brokerJitCores, 2)}), clients ${fmt(lat.clientCores, 2)}, machine ${fmt(lat.machineBusyCores, 2)}/2`,
   );
   await Promise.all(clients.map((c) => c.call('stop', { waitMs: 10_000 })));
   return latency;

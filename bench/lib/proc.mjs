@@ -155,3 +155,30 @@ export function cpuMeter(groups) {
     },
   };
 }
+
+/**
+ * CPU seconds spent so far by the threads of the given processes whose name matches `pattern`
+ * (/proc/<pid>/task/<tid>/comm), e.g. a JVM's JIT compiler threads ("C2 CompilerThre…").
+ */
+export function threadCpuSecondsOf(pids, pattern) {
+  let total = 0;
+  for (const pid of pids) {
+    let tids;
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      continue;
+    }
+    for (const tid of tids) {
+      try {
+        if (!pattern.test(readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8'))) continue;
+        const text = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+        total += (Number(f[11]) + Number(f[12])) / clkTck();
+      } catch {
+        // the thread ended
+      }
+    }
+  }
+  return total;
+}

@@ -23,6 +23,8 @@ export interface EventLogOptions {
   readonly maxWaitMs?: number;
   /** Called with each produce's duration, ms. */
   readonly onProduced?: (ms: number, records: number) => void;
+  /** Called once per `append` when its records leave in a produce request, with how long they waited for it, ms. */
+  readonly onWaited?: (ms: number) => void;
   /** Called when the log becomes unavailable or available again. */
   readonly onAvailability?: (available: boolean, error?: unknown) => void;
   readonly now?: () => number;
@@ -178,6 +180,8 @@ export class EventLog {
     let i = 0;
     for (const waiting of batch) for (const record of waiting.records) messages[i++] = record;
     const started = this.now();
+    const onWaited = this.options.onWaited;
+    if (onWaited !== undefined) for (const waiting of batch) onWaited(started - waiting.since);
     let outcome: AppendOutcome;
     try {
       await this.producer.send({ topic: this.topic, acks: -1, messages });

@@ -319,11 +319,14 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
       return;
     }
     metrics.eventsIn(events.length, transport);
+    const readAt = performance.now();
     void deps.events.append(toRecords(events, connection.claims, connection.userAgent, transport)).then((outcome: AppendOutcome) => {
       if (connection.closed) return;
       ws.cork(() => {
-        if (outcome.stored) metrics.eventsStored(events.length);
-        else send(ws, { t: 'nack', n, reason: outcome.reason, retry_after_ms: outcome.retryAfterMs });
+        if (outcome.stored) {
+          metrics.eventsStored(events.length);
+          metrics.frameStored(performance.now() - readAt);
+        } else send(ws, { t: 'nack', n, reason: outcome.reason, retry_after_ms: outcome.retryAfterMs });
         settle(ws, n);
       });
     });
