@@ -12,7 +12,8 @@
 //          --profile DIR (node --cpu-prof of the gateways in the throughput phases; summarise with
 //          bench/lib/cpuprofile-top.mjs), --out FILE (default results/gateway-latest.json),
 //          --gateway-node-args="FLAGS" (extra node flags for the gateway processes, both kinds;
-//          the = is needed, the value starts with a dash).
+//          the = is needed, the value starts with a dash), --broker-warmup-max S (longest broker
+//          warm-up while its JIT compilers are still busy, default 120).
 //
 // Per round and per gateway (order alternates between rounds), each phase with a fresh gateway
 // process and fresh load-client processes, one Kafka broker for the whole run:
@@ -74,6 +75,7 @@ const { values: opts } = parseArgs({
     'latency-at': { type: 'string' },
     'multi-latency': { type: 'boolean', default: false },
     'gateway-node-args': { type: 'string' },
+    'broker-warmup-max': { type: 'string' },
   },
 });
 
@@ -94,6 +96,7 @@ const CONFIG = {
   multiWorkers: 2,
   latencyAt: (opts['latency-at'] ?? (quick ? '' : '5000')).split(',').filter(Boolean).map(Number),
   brokerWarmupS: quick ? 10 : 30,
+  brokerWarmupMaxS: Number(opts['broker-warmup-max'] ?? 120),
   maxSocketsPerClient: 17_500,
   connectConcurrency: 100,
   settleS: quick ? 2 : 5,
@@ -894,30 +897,51 @@ async function createTopics(topics) {
 /**
  * A fresh broker answers its first produce requests slowly (JIT, page cache): measured here, a
  * bare kafkajs producer saw p99 0.8 s in the first 20 s and 8 ms after. Produce to a throwaway
- * topic first so the first gateway measured does not pay for it.
+ * topic first so the first gateway measured does not pay for it. The JVM's JIT compilers keep
+ * working for a minute or more after that: after 10 s of warm-up they still took 0.2–0.5 cores
+ * during the phases measured, competing with the gateway for the same two cores. So the warm-up
+ * goes on (up to `CONFIG.brokerWarmupMaxS`) until the broker's compiler threads used less than
+ * 2% of a core over the last 5 s. Batches of varying size (10–2,000 records of 288 bytes, keys
+ * spread over the partitions) exercise the paths the gateways' requests take.
  */
 async function warmUpBroker(seconds) {
-  log(`kafka: warming the broker up for ${seconds} s`);
+  log(`kafka: warming the broker up for at least ${seconds} s, then until its JIT compilers are idle`);
   const client = createKafka({ brokers: [kafka.brokers], clientId: 'bench-warmup' });
   await createTopics(['bench.warmup']);
   const producer = createProducer(client, { maxInFlightRequests: 5 });
   await producer.connect();
+  const compilerSeconds = () => threadCpuSecondsOf(brokerPids(), /^C[12] CompilerThre/);
   try {
-    const value = Buffer.alloc(200, 7);
-    const until = Date.now() + seconds * 1000;
+    const value = Buffer.alloc(288, 7);
+    const started = Date.now();
+    const minUntil = started + seconds * 1000;
+    const maxUntil = started + Math.max(seconds, CONFIG.brokerWarmupMaxS) * 1000;
     const inFlight = new Set();
     let n = 0;
-    while (Date.now() < until) {
-      const messages = Array.from({ length: 50 }, () => ({ key: `warmup-${n++}`, value }));
+    let sliceStart = { at: Date.now(), compiler: compilerSeconds() };
+    let compilerCores = Number.NaN;
+    for (;;) {
+      const now = Date.now();
+      if (now - sliceStart.at >= 5000) {
+        const compiler = compilerSeconds();
+        compilerCores = (compiler - sliceStart.compiler) / ((now - sliceStart.at) / 1000);
+        sliceStart = { at: now, compiler };
+        if (now >= minUntil && compilerCores < 0.02) break;
+      }
+      if (now >= maxUntil) break;
+      const size = [10, 100, 400, 2000][n % 4];
+      const messages = Array.from({ length: size }, () => ({ key: `warmup-${n++}`, value }));
       const send = producer
         .send({ topic: 'bench.warmup', acks: -1, messages })
         .finally(() => inFlight.delete(send));
       inFlight.add(send);
-      if (inFlight.size >= 5) await Promise.race(inFlight);
+      if (inFlight.size >= 2) await Promise.race(inFlight);
       await sleep(2);
     }
     await Promise.all(inFlight);
-    log(`kafka: warm-up sent ${fmt(n)} records`);
+    log(
+      `kafka: warm-up sent ${fmt(n)} records in ${fmt((Date.now() - started) / 1000)} s; broker JIT compilers at the end ${fmt(compilerCores, 3)} cores`,
+    );
   } finally {
     await producer.disconnect();
   }
