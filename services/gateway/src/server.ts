@@ -320,13 +320,18 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
     }
     metrics.eventsIn(events.length, transport);
     const readAt = performance.now();
-    void deps.events.append(toRecords(events, connection.claims, connection.userAgent, transport)).then((outcome: AppendOutcome) => {
+    const count = events.length;
+    deps.events.submit(toRecords(events, connection.claims, connection.userAgent, transport), (outcome: AppendOutcome) => {
       if (connection.closed) return;
+      if (outcome.stored) {
+        metrics.eventsStored(count);
+        metrics.frameStored(performance.now() - readAt);
+        // The ack is written by `sendDueAcks`, corked there.
+        settle(ws, n);
+        return;
+      }
       ws.cork(() => {
-        if (outcome.stored) {
-          metrics.eventsStored(events.length);
-          metrics.frameStored(performance.now() - readAt);
-        } else send(ws, { t: 'nack', n, reason: outcome.reason, retry_after_ms: outcome.retryAfterMs });
+        send(ws, { t: 'nack', n, reason: outcome.reason, retry_after_ms: outcome.retryAfterMs });
         settle(ws, n);
       });
     });
