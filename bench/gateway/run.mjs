@@ -13,7 +13,8 @@
 //          bench/lib/cpuprofile-top.mjs), --out FILE (default results/gateway-latest.json),
 //          --gateway-node-args="FLAGS" (extra node flags for the gateway processes, both kinds;
 //          the = is needed, the value starts with a dash), --broker-warmup-max S (longest broker
-//          warm-up while its JIT compilers are still busy, default 120).
+//          warm-up while its JIT compilers are still busy, default 120), --gateway-log DIR (keep
+//          each gateway process's output there, e.g. with --gateway-node-args=--trace-gc).
 //
 // Per round and per gateway (order alternates between rounds), each phase with a fresh gateway
 // process and fresh load-client processes, one Kafka broker for the whole run:
@@ -28,7 +29,7 @@
 //      4 client processes on different 127.x addresses; RSS delta / N; hold, count survivors.
 import { cpus, totalmem } from 'node:os';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -76,6 +77,7 @@ const { values: opts } = parseArgs({
     'multi-latency': { type: 'boolean', default: false },
     'gateway-node-args': { type: 'string' },
     'broker-warmup-max': { type: 'string' },
+    'gateway-log': { type: 'string' },
   },
 });
 
@@ -213,8 +215,14 @@ async function startGateway(kind, { workers, topic, port, inspect = false }) {
   let tail = '';
   let listening = 0;
   const inspectors = [];
+  const logFile =
+    opts['gateway-log'] === undefined
+      ? undefined
+      : (mkdirSync(opts['gateway-log'], { recursive: true }),
+        join(resolve(opts['gateway-log']), `${kind}-w${workers}-${topic.replace(/[^\w.-]/g, '_')}.log`));
   const onData = (chunk) => {
     const text = chunk.toString('utf8');
+    if (logFile !== undefined) appendFileSync(logFile, text);
     tail = (tail + text).slice(-6000);
     for (const m of text.matchAll(/Debugger listening on (ws:\/\/\S+)/g)) inspectors.push(m[1]);
     listening += (text.match(kind === 'uws' ? /"msg":"listening"/g : /^listening \d+/gm) ?? []).length;
