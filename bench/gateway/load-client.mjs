@@ -5,6 +5,7 @@
 // (latency), counting acks, nacks and errors and timing send → cumulative ack per frame.
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import { mintToken } from '@dwell/gateway';
 
@@ -27,6 +28,13 @@ const counters = {
   closed: 0,
   closeCodes: {},
 };
+
+// This process's own event-loop lateness: an ack it reads late counts in the measured latency.
+// Node records each sample as the whole interval; the interval is subtracted below.
+const LOOP_RESOLUTION_MS = 2;
+const loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+loopDelay.enable();
+const lateMs = (ns) => Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS);
 
 const reply = (message) => process.send?.(message);
 process.on('disconnect', () => process.exit(0));
@@ -357,6 +365,10 @@ function snapshot({ resetLatency = false, withLatency = false }) {
   };
   if (withLatency) out.latencies = latencies;
   if (resetLatency) latencies = [];
+  // Event-loop delay since the previous snapshot that reset it.
+  out.loopDelayP99Ms = loopDelay.count > 0 ? lateMs(loopDelay.percentile(99)) : 0;
+  out.loopDelayMaxMs = loopDelay.count > 0 ? lateMs(loopDelay.max) : 0;
+  if (resetLatency || withLatency) loopDelay.reset();
   return out;
 }
 

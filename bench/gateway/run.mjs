@@ -12,7 +12,9 @@
 //          --profile DIR (node --cpu-prof of the gateways in the throughput phases; summarise with
 //          bench/lib/cpuprofile-top.mjs), --out FILE (default results/gateway-latest.json),
 //          --gateway-node-args="FLAGS" (extra node flags for the gateway processes, both kinds;
-//          the = is needed, the value starts with a dash).
+//          the = is needed, the value starts with a dash), --broker-warmup-max S (longest broker
+//          warm-up while its JIT compilers are still busy, default 120), --gateway-log DIR (keep
+//          each gateway process's output there, e.g. with --gateway-node-args=--trace-gc).
 //
 // Per round and per gateway (order alternates between rounds), each phase with a fresh gateway
 // process and fresh load-client processes, one Kafka broker for the whole run:
@@ -27,7 +29,7 @@
 //      4 client processes on different 127.x addresses; RSS delta / N; hold, count survivors.
 import { cpus, totalmem } from 'node:os';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -44,6 +46,7 @@ import {
   openFds,
   processTree,
   rssBytesOf,
+  threadCpuSecondsOf,
 } from '../lib/proc.mjs';
 import { median, percentiles } from '../lib/stats.mjs';
 
@@ -73,6 +76,8 @@ const { values: opts } = parseArgs({
     'latency-at': { type: 'string' },
     'multi-latency': { type: 'boolean', default: false },
     'gateway-node-args': { type: 'string' },
+    'broker-warmup-max': { type: 'string' },
+    'gateway-log': { type: 'string' },
   },
 });
 
@@ -93,6 +98,7 @@ const CONFIG = {
   multiWorkers: 2,
   latencyAt: (opts['latency-at'] ?? (quick ? '' : '5000')).split(',').filter(Boolean).map(Number),
   brokerWarmupS: quick ? 10 : 30,
+  brokerWarmupMaxS: Number(opts['broker-warmup-max'] ?? 120),
   maxSocketsPerClient: 17_500,
   connectConcurrency: 100,
   settleS: quick ? 2 : 5,
@@ -209,8 +215,14 @@ async function startGateway(kind, { workers, topic, port, inspect = false }) {
   let tail = '';
   let listening = 0;
   const inspectors = [];
+  const logFile =
+    opts['gateway-log'] === undefined
+      ? undefined
+      : (mkdirSync(opts['gateway-log'], { recursive: true }),
+        join(resolve(opts['gateway-log']), `${kind}-w${workers}-${topic.replace(/[^\w.-]/g, '_')}.log`));
   const onData = (chunk) => {
     const text = chunk.toString('utf8');
+    if (logFile !== undefined) appendFileSync(logFile, text);
     tail = (tail + text).slice(-6000);
     for (const m of text.matchAll(/Debugger listening on (ws:\/\/\S+)/g)) inspectors.push(m[1]);
     listening += (text.match(kind === 'uws' ? /"msg":"listening"/g : /^listening \d+/gm) ?? []).length;
@@ -392,6 +404,8 @@ const snapshotAll = async (clients, payload = {}) => {
     closed: sum('closed'),
     open: sum('open'),
     latencies: payload.withLatency ? snaps.flatMap((x) => x.latencies) : [],
+    clientLoopDelayP99Ms: Math.max(...snaps.map((x) => x.loopDelayP99Ms ?? 0)),
+    clientLoopDelayMaxMs: Math.max(...snaps.map((x) => x.loopDelayMaxMs ?? 0)),
   };
 };
 
@@ -436,6 +450,15 @@ async function produceHistogram(gateway) {
     )) {
       const bound = m[1] === '+Inf' ? Infinity : Number(m[1]);
       buckets.set(bound, (buckets.get(bound) ?? 0) + Number(m[2]));
+    }
+    // The stages of the ack latency the real gateway measures (absent from the baseline).
+    buckets.stages = {};
+    for (const m of text.matchAll(
+      /^dwell_gateway_(event_wait_ms|frame_stored_ms)_bucket\{(?:[^}]*,)?le="([^"]+)"[^}]*\} (\d+)/gm,
+    )) {
+      const stage = (buckets.stages[m[1]] ??= new Map());
+      const bound = m[2] === '+Inf' ? Infinity : Number(m[2]);
+      stage.set(bound, (stage.get(bound) ?? 0) + Number(m[3]));
     }
     return buckets;
   } catch {
@@ -492,6 +515,7 @@ async function measureWindow(clients, gateway, seconds, { withLatency = false } 
   const start = await snapshotAll(clients, { resetLatency: true });
   meter.mark();
   const gwTimesStart = cpuTimesOf(gateway.allPids());
+  const jitStart = threadCpuSecondsOf(brokerPids(), /^C[12] CompilerThre/);
   const perSecond = [];
   let last = start;
   for (let s = 0; s < seconds; s++) {
@@ -502,6 +526,7 @@ async function measureWindow(clients, gateway, seconds, { withLatency = false } 
   }
   const cpu = meter.read();
   const gwTimesEnd = cpuTimesOf(gateway.allPids());
+  const jitEnd = threadCpuSecondsOf(brokerPids(), /^C[12] CompilerThre/);
   const end = await snapshotAll(clients, { withLatency });
   const histAfter = await produceHistogram(gateway);
   const acked = end.ackedEvents - start.ackedEvents;
@@ -526,15 +551,36 @@ async function measureWindow(clients, gateway, seconds, { withLatency = false } 
       (gwTimesEnd.system - gwTimesStart.system) /
       (gwTimesEnd.user - gwTimesStart.user + gwTimesEnd.system - gwTimesStart.system),
     brokerCores: cpu.cpuSeconds.broker / cpu.wallSeconds,
+    // Of which the broker's JIT compiler threads (warm-up still going on).
+    brokerJitCores: (jitEnd - jitStart) / cpu.wallSeconds,
     clientCores: cpu.cpuSeconds.clients / cpu.wallSeconds,
     machineBusyCores: cpu.machineBusyCores,
     // CPU the machine spent on anything but this benchmark (other sessions' builds and tests).
     otherCores: Math.max(0, cpu.machineBusyCores - ours / cpu.wallSeconds),
     produceP50Ms: histogramQuantile(histBefore, histAfter, 0.5),
     produceP99Ms: histogramQuantile(histBefore, histAfter, 0.99),
+    produceRequestsPerSecond:
+      histBefore && histAfter
+        ? ((histAfter.get(Infinity) ?? 0) - (histBefore.get(Infinity) ?? 0)) / cpu.wallSeconds
+        : undefined,
     // The scrape before the window reset the gateway's event-loop delay histogram: this is the window's.
     loopDelayP99Ms: histAfter?.loopDelay.p99Ms,
     loopDelayMaxMs: histAfter?.loopDelay.maxMs,
+    // Stages of the ack latency: events waiting for their produce request, and a frame from its
+    // read to Kafka having stored it, as the gateway measures them (p50 / p90 / p99).
+    stages: Object.fromEntries(
+      ['event_wait_ms', 'frame_stored_ms'].map((stage) => [
+        stage,
+        Object.fromEntries(
+          [0.5, 0.9, 0.99].map((q) => [
+            `p${q * 100}`,
+            histogramQuantile(histBefore?.stages[stage], histAfter?.stages[stage], q),
+          ]),
+        ),
+      ]),
+    ),
+    clientLoopDelayP99Ms: end.clientLoopDelayP99Ms,
+    clientLoopDelayMaxMs: end.clientLoopDelayMaxMs,
     gatewayRssMiB: rssBytesOf(gateway.servingPids()) / 2 ** 20,
     latencies: end.latencies,
   };
@@ -568,11 +614,16 @@ async function latencyAt(tag, clients, gateway, rate, why) {
     maxMs: p.p100,
     produceP50Ms: lat.produceP50Ms,
     produceP99Ms: lat.produceP99Ms,
+    produceRequestsPerSecond: lat.produceRequestsPerSecond,
     loopDelayP99Ms: lat.loopDelayP99Ms,
     loopDelayMaxMs: lat.loopDelayMaxMs,
+    stages: lat.stages,
+    clientLoopDelayP99Ms: lat.clientLoopDelayP99Ms,
+    clientLoopDelayMaxMs: lat.clientLoopDelayMaxMs,
     gatewayCpuUsPerEvent: lat.gatewayCpuUsPerEvent,
     gatewayCores: lat.gatewayCores,
     brokerCores: lat.brokerCores,
+    brokerJitCores: lat.brokerJitCores,
     clientCores: lat.clientCores,
     otherCores: lat.otherCores,
     machineBusyCores: lat.machineBusyCores,
@@ -583,6 +634,13 @@ async function latencyAt(tag, clients, gateway, rate, why) {
     `${tag}: ack latency at ${fmt(lat.eventsPerSecond)} events/s: p50 ${fmt(p.p50, 2)} ms, p90 ${fmt(p.p90, 2)} ms, p99 ${fmt(p.p99, 2)} ms, max ${fmt(p.p100, 1)} ms ` +
       `(${latency.samples} frames); Kafka produce p50 ${fmt(lat.produceP50Ms, 1)} ms, p99 ${fmt(lat.produceP99Ms, 1)} ms; event-loop delay p99 ${fmt(lat.loopDelayP99Ms, 1)} ms, max ${fmt(lat.loopDelayMaxMs, 1)} ms; gateway ${fmt(lat.gatewayCpuUsPerEvent, 2)} µs CPU/event; ` +
       `other processes ${fmt(lat.otherCores, 2)} cores`,
+  );
+  const q = (stage) =>
+    ['p50', 'p90', 'p99'].map((k) => fmt(lat.stages[stage]?.[k], 1)).join(' / ');
+  log(
+    `${tag}: stages p50 / p90 / p99, ms: waiting for a produce request ${q('event_wait_ms')}; frame read → stored ${q('frame_stored_ms')}; ` +
+      `load-client event-loop delay p99 ${fmt(lat.clientLoopDelayP99Ms, 1)}, max ${fmt(lat.clientLoopDelayMaxMs, 1)}; ` +
+      `produce requests/s ${fmt(lat.produceRequestsPerSecond)}; cores: gateway ${fmt(lat.gatewayCores, 2)}, broker ${fmt(lat.brokerCores, 2)} (JIT ${fmt(lat.brokerJitCores, 2)}), clients ${fmt(lat.clientCores, 2)}, machine ${fmt(lat.machineBusyCores, 2)}/2`,
   );
   await Promise.all(clients.map((c) => c.call('stop', { waitMs: 10_000 })));
   return latency;
@@ -847,30 +905,51 @@ async function createTopics(topics) {
 /**
  * A fresh broker answers its first produce requests slowly (JIT, page cache): measured here, a
  * bare kafkajs producer saw p99 0.8 s in the first 20 s and 8 ms after. Produce to a throwaway
- * topic first so the first gateway measured does not pay for it.
+ * topic first so the first gateway measured does not pay for it. The JVM's JIT compilers keep
+ * working for a minute or more after that: after 10 s of warm-up they still took 0.2–0.5 cores
+ * during the phases measured, competing with the gateway for the same two cores. So the warm-up
+ * goes on (up to `CONFIG.brokerWarmupMaxS`) until the broker's compiler threads used less than
+ * 2% of a core over the last 5 s. Batches of varying size (10–2,000 records of 288 bytes, keys
+ * spread over the partitions) exercise the paths the gateways' requests take.
  */
 async function warmUpBroker(seconds) {
-  log(`kafka: warming the broker up for ${seconds} s`);
+  log(`kafka: warming the broker up for at least ${seconds} s, then until its JIT compilers are idle`);
   const client = createKafka({ brokers: [kafka.brokers], clientId: 'bench-warmup' });
   await createTopics(['bench.warmup']);
   const producer = createProducer(client, { maxInFlightRequests: 5 });
   await producer.connect();
+  const compilerSeconds = () => threadCpuSecondsOf(brokerPids(), /^C[12] CompilerThre/);
   try {
-    const value = Buffer.alloc(200, 7);
-    const until = Date.now() + seconds * 1000;
+    const value = Buffer.alloc(288, 7);
+    const started = Date.now();
+    const minUntil = started + seconds * 1000;
+    const maxUntil = started + Math.max(seconds, CONFIG.brokerWarmupMaxS) * 1000;
     const inFlight = new Set();
     let n = 0;
-    while (Date.now() < until) {
-      const messages = Array.from({ length: 50 }, () => ({ key: `warmup-${n++}`, value }));
+    let sliceStart = { at: Date.now(), compiler: compilerSeconds() };
+    let compilerCores = Number.NaN;
+    for (;;) {
+      const now = Date.now();
+      if (now - sliceStart.at >= 5000) {
+        const compiler = compilerSeconds();
+        compilerCores = (compiler - sliceStart.compiler) / ((now - sliceStart.at) / 1000);
+        sliceStart = { at: now, compiler };
+        if (now >= minUntil && compilerCores < 0.02) break;
+      }
+      if (now >= maxUntil) break;
+      const size = [10, 100, 400, 2000][n % 4];
+      const messages = Array.from({ length: size }, () => ({ key: `warmup-${n++}`, value }));
       const send = producer
         .send({ topic: 'bench.warmup', acks: -1, messages })
         .finally(() => inFlight.delete(send));
       inFlight.add(send);
-      if (inFlight.size >= 5) await Promise.race(inFlight);
+      if (inFlight.size >= 2) await Promise.race(inFlight);
       await sleep(2);
     }
     await Promise.all(inFlight);
-    log(`kafka: warm-up sent ${fmt(n)} records`);
+    log(
+      `kafka: warm-up sent ${fmt(n)} records in ${fmt((Date.now() - started) / 1000)} s; broker JIT compilers at the end ${fmt(compilerCores, 3)} cores`,
+    );
   } finally {
     await producer.disconnect();
   }

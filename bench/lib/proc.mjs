@@ -191,3 +191,15 @@ export function threadCpuDelta(before, after) {
   for (const [name, seconds] of after) out.push([name, seconds - (before.get(name) ?? 0)]);
   return out.filter(([, s]) => s > 0).sort((a, b) => b[1] - a[1]);
 }
+
+/**
+ * CPU seconds spent so far by the threads of the given processes whose name matches `pattern`,
+ * e.g. a JVM's JIT compiler threads ("C2 CompilerThre…").
+ */
+export function threadCpuSecondsOf(pids, pattern) {
+  let total = 0;
+  for (const pid of pids) {
+    for (const [name, seconds] of threadCpuSeconds(pid)) if (pattern.test(name)) total += seconds;
+  }
+  return total;
+}

@@ -159,4 +159,62 @@ describe('EventLog', () => {
     expect(producer.sends.map((s) => s.keys)).toEqual([['a0', 'a1'], ['b0', 'b1'], ['c0']]);
     for (const outcome of await Promise.all(appended)) expect(outcome).toEqual({ stored: true });
   });
+  it('submit settles each call exactly once: at once when refused, after Kafka stored it otherwise', async () => {
+    const producer = new HeldProducer();
+    const waited: number[] = [];
+    const log = new EventLog(producer.asProducer(), {
+      topic: 't',
+      lingerMs: 2,
+      maxBufferedBytes: 30,
+      now: () => Date.now(),
+      onWaited: (ms) => waited.push(ms),
+    });
+    const outcomes: Array<[string, AppendOutcome]> = [];
+    log.submit(records('a', 2), (outcome) => outcomes.push(['a', outcome]));
+    log.submit(records('b', 1), (outcome) => outcomes.push(['b', outcome]));
+    // b would exceed maxBufferedBytes: refused before submit returns.
+    expect(outcomes).toEqual([['b', { stored: false, reason: 'overloaded', retryAfterMs: 1000 }]]);
+    log.submit([], (outcome) => outcomes.push(['empty', outcome]));
+    expect(outcomes.at(-1)).toEqual(['empty', { stored: true }]);
+    await vi.advanceTimersByTimeAsync(2);
+    expect(waited).toEqual([2]);
+    expect(outcomes).toHaveLength(2);
+    producer.sends[0]?.done();
+    await settleMicrotasks();
+    expect(outcomes).toEqual([
+      ['b', { stored: false, reason: 'overloaded', retryAfterMs: 1000 }],
+      ['empty', { stored: true }],
+      ['a', { stored: true }],
+    ]);
+    expect(log.bufferedBytes).toBe(0);
+  });
+
+  it('settles every record of a batch even when one caller\'s callback throws', async () => {
+    const producer = new HeldProducer();
+    const log = new EventLog(producer.asProducer(), { topic: 't', lingerMs: 2, now: () => Date.now() });
+    const uncaught: unknown[] = [];
+    const realQueueMicrotask = globalThis.queueMicrotask;
+    globalThis.queueMicrotask = (task: () => void) =>
+      realQueueMicrotask(() => {
+        try {
+          task();
+        } catch (error) {
+          uncaught.push(error);
+        }
+      });
+    try {
+      log.submit(records('a', 1), () => {
+        throw new Error('caller bug');
+      });
+      const second = log.append(records('b', 1));
+      await vi.advanceTimersByTimeAsync(2);
+      producer.sends[0]?.done();
+      expect(await second).toEqual({ stored: true });
+      await settleMicrotasks();
+      expect(uncaught).toEqual([new Error('caller bug')]);
+      expect(log.bufferedBytes).toBe(0);
+    } finally {
+      globalThis.queueMicrotask = realQueueMicrotask;
+    }
+  });
 });

@@ -8,6 +8,9 @@ import { EventLog } from './event-log.js';
 import { startGatewayServer, type RunningGateway } from './server.js';
 import { loadNativeUws } from './uws.js';
 
+/** Buckets of the latency histograms that decompose the ack latency, ms. */
+const LATENCY_BOUNDS_MS = [1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 250, 500, 1000, 5000];
+
 export interface Gateway {
   readonly url: string;
   /** This process's metrics in the Prometheus text format. */
@@ -58,15 +61,19 @@ export async function startGateway(config: GatewayConfig, logger: Logger, hooks:
       return quantiles;
     },
   );
-  const produceMs = metrics.histogram('dwell_gateway_produce_duration_ms', 'Kafka produce (acks=all) latency, ms.', [
-    1, 2, 5, 10, 20, 50, 100, 250, 500, 1000, 5000,
-  ]);
+  const produceMs = metrics.histogram('dwell_gateway_produce_duration_ms', 'Kafka produce (acks=all) latency, ms.', LATENCY_BOUNDS_MS);
+  const eventWaitMs = metrics.histogram(
+    'dwell_gateway_event_wait_ms',
+    'How long accepted events waited for the Kafka produce request that carried them (linger, or a request in flight), ms; one sample per frame.',
+    LATENCY_BOUNDS_MS,
+  );
   const events = new EventLog(producer, {
     topic: config.DWELL_EVENTS_TOPIC,
     lingerMs: config.GATEWAY_LINGER_MS,
     maxBufferedBytes: config.GATEWAY_MAX_BUFFERED_BYTES,
     maxWaitMs: config.GATEWAY_MAX_WAIT_MS,
     onProduced: (ms) => produceMs.observe(ms),
+    onWaited: (ms) => eventWaitMs.observe(ms),
     onAvailability: (available, error) =>
       available ? log.info('kafka available again') : log.error('kafka unavailable: refusing new events until it returns', { error }),
   });

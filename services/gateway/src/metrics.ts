@@ -1,4 +1,4 @@
-import type { CounterChild, MetricsRegistry } from '@dwell/runtime';
+import type { CounterChild, HistogramChild, MetricsRegistry } from '@dwell/runtime';
 import type { Transport } from '@dwell/protocol';
 
 /** The gateway's Prometheus metrics; names in one place. */
@@ -10,6 +10,7 @@ export class GatewayMetrics {
   private readonly stored: CounterChild;
   private readonly slowClients: CounterChild;
   private readonly drains: CounterChild;
+  private readonly storedFrameMs: HistogramChild;
   private readonly eventsInByTransport: (transport: Transport) => CounterChild;
   private readonly rejectedByReason: (reason: string) => CounterChild;
 
@@ -41,6 +42,13 @@ export class GatewayMetrics {
     this.rejectedByReason = (reason) => rejected.labels({ reason });
     this.slowClients = registry.counter('dwell_gateway_slow_clients_closed_total', 'Sockets closed for backpressure.').labels();
     this.drains = registry.counter('dwell_gateway_socket_drains_total', 'Backpressure drain events.').labels();
+    this.storedFrameMs = registry
+      .histogram(
+        'dwell_gateway_frame_stored_ms',
+        'From a WebSocket frame read to Kafka having stored its events (its ack is due), ms.',
+        [1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 250, 500, 1000, 5000],
+      )
+      .labels();
   }
 
   get registryRef(): MetricsRegistry {
@@ -67,6 +75,9 @@ export class GatewayMetrics {
   }
   slowClientClosed(): void {
     this.slowClients.inc();
+  }
+  frameStored(ms: number): void {
+    this.storedFrameMs.observe(ms);
   }
   drained(): void {
     this.drains.inc();

@@ -262,6 +262,14 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
     ackDue.push(ws);
   };
 
+  /** An error frame for frame n, which this settles. */
+  const answerError = (ws: WebSocket<SocketData>, n: number, reason: RejectionReasonCode, detail: string): void => {
+    ws.cork(() => {
+      send(ws, { t: 'error', n, reason, detail });
+      settle(ws, n);
+    });
+  };
+
   const onFrame = (ws: WebSocket<SocketData>, message: ArrayBuffer, isBinary: boolean): void => {
     const connection = ws.getUserData().connection;
     if (connection.claims.exp * 1000 <= now()) {
@@ -292,10 +300,10 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
     const facts = { remoteAddr: connection.remoteAddr, origin: connection.origin, claims: connection.claims };
     if (!parsed.ok) {
       deadLetter(parsed.reason, parsed.detail, raw, transport, facts);
-      ws.cork(() => {
-        send(ws, { t: 'error', n, reason: parsed.reason, detail: parsed.detail });
-        settle(ws, n);
-      });
+      // Not a closure over `parsed`: a variable any closure here captures lives in the frame's
+      // context, which the Kafka callback below keeps until the frame settles (every parsed
+      // event object would then survive the garbage collections during the produce).
+      answerError(ws, n, parsed.reason, parsed.detail);
       return;
     }
     let events = parsed.events;
@@ -319,11 +327,19 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
       return;
     }
     metrics.eventsIn(events.length, transport);
-    void deps.events.append(toRecords(events, connection.claims, connection.userAgent, transport)).then((outcome: AppendOutcome) => {
+    const readAt = performance.now();
+    const count = events.length;
+    deps.events.submit(toRecords(events, connection.claims, connection.userAgent, transport), (outcome: AppendOutcome) => {
       if (connection.closed) return;
+      if (outcome.stored) {
+        metrics.eventsStored(count);
+        metrics.frameStored(performance.now() - readAt);
+        // The ack is written by `sendDueAcks`, corked there.
+        settle(ws, n);
+        return;
+      }
       ws.cork(() => {
-        if (outcome.stored) metrics.eventsStored(events.length);
-        else send(ws, { t: 'nack', n, reason: outcome.reason, retry_after_ms: outcome.retryAfterMs });
+        send(ws, { t: 'nack', n, reason: outcome.reason, retry_after_ms: outcome.retryAfterMs });
         settle(ws, n);
       });
     });
