@@ -18,7 +18,7 @@ commands:
   token --site S --user U [--secret X] [--ttl SECONDS]
                          mint a connection token (secret: from DWELL_SITES, or the development one)
   demo                   send a demo page view through a running pipeline and show it billed
-                         --gateway ws://127.0.0.1:8080  --processor http://127.0.0.1:8081
+                         --gateway ws://127.0.0.1:$GATEWAY_PORT  --processor http://127.0.0.1:$PROCESSOR_HTTP_PORT (8080, 8081)
   billing [--ad ID] [--campaign ID] [--site ID] [--user ID] [--from T] [--to T]
           [--by ad|campaign|site|user|day|hour] [--format table|json|csv] [--processor URL]
                          billable exposure from ClickHouse (the server in CLICKHOUSE_URL, else the
@@ -45,6 +45,10 @@ commands:
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(USAGE);
+    return;
+  }
   const logger = createLogger({ level: (process.env['LOG_LEVEL'] as LogLevel | undefined) ?? 'info' });
   switch (command) {
     case 'up': {
@@ -84,9 +88,14 @@ async function main(argv: string[]): Promise<void> {
         args: rest,
         options: { gateway: { type: 'string' }, processor: { type: 'string' }, user: { type: 'string' } },
       });
+      // The defaults follow the ports `npm start` was given, as `dwell billing` does.
+      const gatewayPort = process.env['GATEWAY_PORT'];
+      const processorPort = process.env['PROCESSOR_HTTP_PORT'];
       await demo(
         {
           ...DEMO_DEFAULTS,
+          ...(gatewayPort ? { gateway: `ws://127.0.0.1:${gatewayPort}` } : {}),
+          ...(processorPort ? { processor: `http://127.0.0.1:${processorPort}` } : {}),
           ...(values.gateway === undefined ? {} : { gateway: values.gateway }),
           ...(values.processor === undefined ? {} : { processor: values.processor }),
           ...(values.user === undefined ? {} : { user: values.user }),
@@ -202,6 +211,14 @@ main(process.argv.slice(2)).catch((error: unknown) => {
     process.stderr.write(`dwell: ${error.message}\n`);
     process.exit(78);
   }
-  process.stderr.write(`dwell: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  if ((error as { code?: unknown }).code?.toString().startsWith('ERR_PARSE_ARGS_') === true) {
+    // An unknown or malformed option: say which, then how to call.
+    process.stderr.write(`dwell: ${(error as Error).message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+  // The message says what went wrong and what to do; the stack is for LOG_LEVEL=debug.
+  const debug = process.env['LOG_LEVEL'] === 'debug';
+  const text = error instanceof Error ? (debug ? (error.stack ?? error.message) : error.message) : String(error);
+  process.stderr.write(`dwell: ${text}${debug ? '' : ' (LOG_LEVEL=debug shows where)'}\n`);
   process.exit(1);
 });
