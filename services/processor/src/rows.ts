@@ -44,6 +44,9 @@ export function encodeReports(
  * - after a partition is (re)started, nothing is remembered until the partition's versions pass
  *   every offset an earlier owner could have written (the log end at the restart): before that, a
  *   skipped row could leave an earlier owner's row of a higher version standing.
+ * A processor that goes on writing after losing its partitions (fenced out of the group but still
+ * running) can still leave an open page view's row one value behind until the row changes again
+ * or the page view closes; its final rows are exact whatever happened before.
  */
 export class WrittenRows {
   private readonly pageViews = new Map<string, LastWritten>();
