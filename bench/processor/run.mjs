@@ -67,6 +67,23 @@ const brokers = [broker.brokers];
 const kafka = createKafka({ brokers, clientId: 'bench' });
 const logger = createLogger({ level: 'warn' });
 let opened;
+/**
+ * A processor of `topic` into its own database, with its own group, and the PROCESSOR_* settings
+ * to try from the environment (e.g. PROCESSOR_FLUSH_INTERVAL_MS=2000 or PROCESSOR_WORKER_THREADS=2
+ * npm run bench:processor …).
+ */
+const benchProcessorConfig = (topic, database, extra = {}) =>
+  processorConfigFromEnv({
+    KAFKA_BROKERS: brokers.join(','),
+    DWELL_EVENTS_TOPIC: topic,
+    DWELL_REJECTED_TOPIC: `${topic}-rejected`,
+    PROCESSOR_GROUP_ID: `bench-processor-${database}`,
+    PROCESSOR_HTTP_PORT: '0',
+    CLICKHOUSE_DATABASE: database,
+    CLICKHOUSE_DATA_DIR: chDir,
+    ...extra,
+    ...TRIED_SETTINGS,
+  });
 try {
   // 2. End to end.
   say(`generating and producing ${EVENTS} events…`);
@@ -121,17 +138,7 @@ try {
     // Ours: the processor with embedded ClickHouse.
     const database = `bench_${run}_${Date.now()}`;
     const processor = await startProcessor(
-      processorConfigFromEnv({
-        KAFKA_BROKERS: brokers.join(','),
-        DWELL_EVENTS_TOPIC: topic,
-        DWELL_REJECTED_TOPIC: `${topic}-rejected`,
-        PROCESSOR_GROUP_ID: `bench-processor-${database}`,
-        PROCESSOR_HTTP_PORT: '0',
-        CLICKHOUSE_DATABASE: database,
-        CLICKHOUSE_DATA_DIR: chDir,
-        PROCESSOR_ID: `bench-${run}`,
-        ...TRIED_SETTINGS,
-      }),
+      benchProcessorConfig(topic, database, { PROCESSOR_ID: `bench-${run}` }),
       logger,
     );
     opened = processor;
@@ -276,18 +283,7 @@ try {
     const writes = [];
     const database = `bench_fresh_${Date.now()}`;
     const processor = await startProcessor(
-      processorConfigFromEnv({
-        KAFKA_BROKERS: brokers.join(','),
-        DWELL_EVENTS_TOPIC: freshTopic,
-        DWELL_REJECTED_TOPIC: `${freshTopic}-rejected`,
-        PROCESSOR_GROUP_ID: `bench-fresh-${database}`,
-        PROCESSOR_HTTP_PORT: '0',
-        // Processor settings to try come from the environment, e.g.
-        // PROCESSOR_FLUSH_INTERVAL_MS=2000 or PROCESSOR_WORKER_THREADS=2 npm run bench:processor …
-        ...TRIED_SETTINGS,
-        CLICKHOUSE_DATABASE: database,
-        CLICKHOUSE_DATA_DIR: chDir,
-      }),
+      benchProcessorConfig(freshTopic, database),
       logger,
       {
         store: (store) => {
