@@ -302,7 +302,18 @@ try {
     const child = spawn(process.execPath, [join(root, 'bench/processor/producer.mjs'), brokers.join(','), freshTopic, String(rate), String(seconds)], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
-    createInterface({ input: child.stdout }).on('line', (line) => sends.push(JSON.parse(line)));
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    // Its first line says the ledger is built and the schedule starts: measure from there.
+    const built = await new Promise((resolve, reject) => {
+      createInterface({ input: child.stdout }).on('line', (line) => {
+        const message = JSON.parse(line);
+        if (message.ready) resolve(message);
+        else sends.push(message);
+      });
+      void exited.then(() => reject(new Error('the producer exited before building its ledger')));
+    });
+    say(`producer built ${built.events} events (${(built.bytes / 1e6).toFixed(0)} MB) in ${(built.buildMs / 1000).toFixed(1)} s; producing…`);
+    const producerCpuAtStart = cpuSeconds(child.pid);
     const load = [];
     const sampler = setInterval(() => load.push(loadavg()[0]), 1000);
     // CPU while the events flow: this process (the processor), the producer, the broker.
@@ -311,9 +322,9 @@ try {
     let producerCpu = 0;
     const producerSampler = setInterval(() => {
       const seconds = cpuSeconds(child.pid);
-      if (Number.isFinite(seconds)) producerCpu = seconds;
+      if (Number.isFinite(seconds)) producerCpu = seconds - producerCpuAtStart;
     }, 200);
-    await new Promise((resolve) => child.once('exit', resolve));
+    await exited;
     clearInterval(producerSampler);
     const flowSeconds = (performance.now() - cpuAt.started) / 1000;
     const processorCpu = process.cpuUsage(cpuAt.processor);

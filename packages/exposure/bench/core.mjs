@@ -1,6 +1,8 @@
 // Throughput of the exposure core on realistic traffic, against the naive reference model.
 //
-//   npx tsc -b packages/exposure && node packages/exposure/bench/core.mjs [--events 300000] [--runs 7] [--batch 5000] [--concurrent 2000]
+//   npx tsc -b packages/exposure && node packages/exposure/bench/core.mjs [--events 300000] [--runs 7] [--batch 5000] [--concurrent 2000] [--only apply]
+//
+// `--only apply` measures the apply loop alone (for profiling it: node --cpu-prof … --only apply).
 //
 // Traffic: page views of ~30 events (start, render, ticks every second, a change or two, end),
 // 1-3 impressions each, --concurrent (2,000) page views receiving events at any moment, 1% exact resends and 0.5% events logged
@@ -212,6 +214,7 @@ console.log(
   `node ${process.version}, ${log.events.toLocaleString('en-US')} events, ${log.pageViews.toLocaleString('en-US')} page views, median of ${RUNS} runs, consumer batches of ${BATCH} events, ${CONCURRENT} page views active at once`,
 );
 const apply = measure('core apply', coreApply, log);
+if (args.only === 'apply') process.exit(0);
 const reports = measure('core + reports', coreWithReports, log);
 const baseline = measure('naive', naive, log);
 const ratio = (a, b) => `${(a / b).toFixed(1)}x`;
