@@ -117,6 +117,11 @@ export class ThreadProducer {
     return this.threadDeaths;
   }
 
+  /** The current thread's id; undefined while none runs (restarting, or stopped). */
+  get threadId(): number | undefined {
+    return this.worker?.threadId;
+  }
+
   /** Sends waiting for the thread's answer. */
   get inFlight(): number {
     return this.pending.size;
