@@ -93,6 +93,8 @@ interface Pending {
 /** A thread that dies within this long of its start counts as a crash loop: its successor waits. */
 const QUICK_DEATH_MS = 1000;
 const RESTART_BACKOFF_MS = [0, 200, 1000, 5000] as const;
+/** How long a graceful stop waits for the thread to disconnect its producer before ending it. */
+const DISCONNECT_TIMEOUT_MS = 10_000;
 
 export class ThreadProducer {
   private readonly options: ThreadProducerOptions;
@@ -179,8 +181,11 @@ export class ThreadProducer {
     }
     const done = new Promise<void>((resolve) => (this.disconnected = resolve));
     worker.postMessage({ op: 'disconnect' } satisfies ToProducerThread);
-    // A thread that dies meanwhile settles `done` through its exit.
-    await done;
+    // A thread that dies meanwhile settles `done` through its exit; one that hangs is ended.
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, DISCONNECT_TIMEOUT_MS)));
+    await Promise.race([done, timeout]);
+    clearTimeout(timer);
     await worker.terminate();
     this.worker = undefined;
     this.failPending(new Error('the producer thread stopped'));
