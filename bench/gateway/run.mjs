@@ -1337,6 +1337,8 @@ async function main() {
     machine: machine(),
     kafka: { version: kafka.version, partitions: 4, acks: 'all (-1)' },
     config: CONFIG,
+    // Gateway settings this run took from the environment (e.g. GATEWAY_PRODUCER_THREAD=true for A/B runs).
+    gatewayEnv: Object.fromEntries(Object.entries(process.env).filter(([name]) => name.startsWith('GATEWAY_'))),
     targets: TARGETS,
     medians: Object.fromEntries(
       rows.map((r) => [
