@@ -31,10 +31,6 @@ export const GATEWAY_SETTINGS = {
   GATEWAY_LINGER_MS: env.int('How long events wait to share a Kafka produce request when none is in flight (while one is, they gather until it returns), ms.', 2, { min: 0, max: 1000 }),
   GATEWAY_MAX_BUFFERED_BYTES: env.int('Event bytes waiting for Kafka before frames are refused (resend later).', 67_108_864, { min: 65_536 }),
   GATEWAY_MAX_WAIT_MS: env.int('Age of the oldest event waiting for a Kafka produce request beyond which frames are refused (resend later), ms.', 500, { min: 10, max: 60_000 }),
-  GATEWAY_PRODUCER_THREAD: env.boolean(
-    'Run the Kafka producer of events and dead letters on its own worker thread (request encoding, broker sockets), off the thread serving the connections.',
-    false,
-  ),
   GATEWAY_DRAIN_TIMEOUT_MS: env.int('On SIGTERM, how long to wait for Kafka to store what is in flight, ms.', 10_000, { min: 0 }),
   GATEWAY_COMMANDS: env.boolean('Deliver commands to this gateway\'s connections, publish presence, serve /v1/stream and /v1/replies.', true),
   DWELL_COMMANDS_TOPIC: env.string('Topic of commands to users (key user_id), settle records and forwarded replies.', 'dwell.commands.v1'),

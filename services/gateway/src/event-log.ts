@@ -6,9 +6,6 @@ export interface LogRecord {
   readonly value: Buffer;
 }
 
-/** What EventLog needs of a producer: KafkaJS's, or one whose work runs on another thread. */
-export type RecordProducer = Pick<Producer, 'send'>;
-
 export interface EventLogOptions {
   readonly topic: string;
   /** How long records wait to join a batch when no produce request is in flight, ms. Default 2. */
@@ -59,7 +56,7 @@ const UNAVAILABLE: AppendOutcome = Object.freeze({ stored: false, reason: 'unava
  * waits beyond `maxWaitMs` or `maxBufferedBytes`.
  */
 export class EventLog {
-  private readonly producer: RecordProducer;
+  private readonly producer: Producer;
   private readonly topic: string;
   private readonly lingerMs: number;
   private readonly maxBatchRecords: number;
@@ -77,7 +74,7 @@ export class EventLog {
   private buffered = 0;
   private isAvailable = true;
 
-  constructor(producer: RecordProducer, options: EventLogOptions) {
+  constructor(producer: Producer, options: EventLogOptions) {
     this.producer = producer;
     this.options = options;
     this.topic = options.topic;

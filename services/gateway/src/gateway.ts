@@ -1,11 +1,10 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { createKafka, createProducer, ensureTopics } from '@dwell/kafka';
+import { createKafka, createProducer, ensureTopics, type Producer } from '@dwell/kafka';
 import { DEFAULT_FRAME_LIMITS } from '@dwell/protocol';
 import { MetricsRegistry, type Logger } from '@dwell/runtime';
 import { startCommands } from './commands/start.js';
 import type { GatewayConfig } from './config.js';
-import { EventLog, type RecordProducer } from './event-log.js';
-import { ThreadProducer } from './producer-thread.js';
+import { EventLog } from './event-log.js';
 import { startGatewayServer, type RunningGateway } from './server.js';
 import { loadNativeUws } from './uws.js';
 
@@ -18,8 +17,6 @@ export interface Gateway {
   metricsText(): string;
   readonly port: number;
   readonly server: RunningGateway;
-  /** The producer's worker thread, when `GATEWAY_PRODUCER_THREAD` is on. */
-  readonly producerThread: ThreadProducer | undefined;
   /** Graceful: stop accepting, flush to Kafka, close sockets with a reconnect hint, disconnect. */
   stop(): Promise<void>;
 }
@@ -40,28 +37,10 @@ export async function startGateway(config: GatewayConfig, logger: Logger, hooks:
   const kafka = createKafka({ brokers: config.KAFKA_BROKERS, clientId: `dwell-gateway-${config.GATEWAY_ID}`, logger: log });
   await ensureTopics(kafka, [{ topic: config.DWELL_EVENTS_TOPIC }, { topic: config.DWELL_REJECTED_TOPIC }]);
 
-  const metrics = new MetricsRegistry().withProcessMetrics('dwell_gateway');
-  const producerOptions = { maxInFlightRequests: 5 };
-  let producerThread: ThreadProducer | undefined;
-  let producer: RecordProducer & { connect(): Promise<void>; disconnect(): Promise<void> };
-  if (config.GATEWAY_PRODUCER_THREAD) {
-    const threadDeaths = metrics.counter(
-      'dwell_gateway_producer_thread_deaths_total',
-      'Times the Kafka producer thread died unasked (its unanswered frames were refused as unavailable, a new thread started).',
-    );
-    producerThread = new ThreadProducer({
-      brokers: config.KAFKA_BROKERS,
-      clientId: `dwell-gateway-${config.GATEWAY_ID}`,
-      producer: producerOptions,
-      logger: log.child({ component: 'producer-thread' }),
-      onThreadDeath: () => threadDeaths.labels().inc(),
-    });
-    producer = producerThread;
-  } else {
-    producer = createProducer(kafka, producerOptions);
-  }
+  const producer: Producer = createProducer(kafka, { maxInFlightRequests: 5 });
   await producer.connect();
 
+  const metrics = new MetricsRegistry().withProcessMetrics('dwell_gateway');
   // How late the event loop runs its callbacks: every frame, ack and produce waits behind this.
   // Node records each sample as the whole timer interval, the resolution included: subtract it, so
   // an idle loop reads about 0, not 10 ms.
@@ -137,7 +116,6 @@ export async function startGateway(config: GatewayConfig, logger: Logger, hooks:
     metricsText: () => metrics.render(),
     port: server.port,
     server,
-    producerThread,
     stop: () =>
       (stopping ??= (async () => {
         log.info('draining', { connections: server.connections });

@@ -18,35 +18,23 @@ import { eventually } from '../../../test/support.js';
 const dataDir = mkdtempSync(join(tmpdir(), 'dwell-outage-'));
 let port: number;
 let broker: LocalKafka;
+let gw: TestGateway;
 
 beforeAll(async () => {
   port = await freePort();
   broker = await startLocalKafka({ dataDir, port });
+  gw = await startTestGateway([broker.brokers], { GATEWAY_RATE_EVENTS_PER_S: '10000', GATEWAY_RATE_BURST: '10000' });
 });
 
 afterAll(async () => {
+  await gw?.gateway.stop();
   await broker?.stop();
   rmSync(dataDir, { recursive: true, force: true });
 });
 
 const key = (e: ClientEvent): string => `${e.page_view_id}/${e.seq}`;
 
-describe.each([
-  { producer: 'on the gateway thread', thread: 'false' },
-  { producer: 'on its own thread', thread: 'true' },
-])('Kafka outage, producer $producer', ({ thread }) => {
-  let gw: TestGateway;
-  beforeAll(async () => {
-    gw = await startTestGateway([broker.brokers], {
-      GATEWAY_RATE_EVENTS_PER_S: '10000',
-      GATEWAY_RATE_BURST: '10000',
-      GATEWAY_PRODUCER_THREAD: thread,
-    });
-  });
-  afterAll(async () => {
-    await gw?.gateway.stop();
-  });
-
+describe('Kafka outage', () => {
   it('confirms only stored events, keeps the connection, and loses nothing across a broker restart', async () => {
     const client = await TestClient.connect(gw.port, `token=${token('user-outage')}`);
     const frames: ClientEvent[][] = [];
