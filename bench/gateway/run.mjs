@@ -1337,7 +1337,7 @@ async function main() {
     machine: machine(),
     kafka: { version: kafka.version, partitions: 4, acks: 'all (-1)' },
     config: CONFIG,
-    // Gateway settings this run took from the environment (e.g. GATEWAY_PRODUCER_THREAD=true for A/B runs).
+    // Gateway settings this run took from the environment (e.g. GATEWAY_LINGER_MS=5 for an A/B run).
     gatewayEnv: Object.fromEntries(Object.entries(process.env).filter(([name]) => name.startsWith('GATEWAY_'))),
     targets: TARGETS,
     medians: Object.fromEntries(
