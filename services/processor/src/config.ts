@@ -10,7 +10,12 @@ export const PROCESSOR_SETTINGS = {
   PROCESSOR_ID: env.string('This processor instance in logs.', `${hostname()}-${process.pid}`, '<hostname>-<pid>'),
   PROCESSOR_HTTP_HOST: env.string('Address of the billing API, health and metrics.', '127.0.0.1'),
   PROCESSOR_HTTP_PORT: env.int('Port of the billing API, health and metrics.', 8081, { min: 0, max: 65535 }),
-  PROCESSOR_FLUSH_INTERVAL_MS: env.int('How often results are written to ClickHouse, ms (freshness).', 500, { min: 10 }),
+  PROCESSOR_FLUSH_INTERVAL_MS: env.int('How often results are written to ClickHouse while the processor is caught up with the log, ms (freshness).', 500, { min: 10 }),
+  PROCESSOR_MAX_FLUSH_INTERVAL_MS: env.int(
+    'Longest interval between result writes while the processor is behind the log, ms: behind by L, it writes every L/2 up to this, so each write gathers more events per row and the backlog drains faster. At most PROCESSOR_FLUSH_INTERVAL_MS: always write at that interval.',
+    10_000,
+    { min: 10 },
+  ),
   PROCESSOR_SNAPSHOT_INTERVAL_MS: env.int(
     'How often each partition\'s state is snapshotted and its offset committed, ms: at most this much of the log is processed again after a crash; each snapshot serializes the partition\'s open page views.',
     30_000,

@@ -7,13 +7,16 @@ import type { ExposureStore, ProcessedRange, ResultsWrite } from '@dwell/warehou
 import { Mutex } from './mutex.js';
 import type { PartitionEngine } from './partition-engine.js';
 import type { AppliedBatch, Rejection } from './partition-work.js';
+import { lagMs, writeIntervalMs } from './write-pacing.js';
 
 export interface ExposureConsumerOptions {
   readonly topic: string;
   readonly rejectedTopic: string;
   readonly processorId: string;
-  /** How often accumulated results are written to ClickHouse, ms. */
+  /** How often accumulated results are written to ClickHouse while caught up with the log, ms. */
   readonly flushIntervalMs: number;
+  /** Longest interval between writes while behind the log, ms (see write-pacing.ts); `flushIntervalMs` or less: always `flushIntervalMs`. */
+  readonly maxFlushIntervalMs: number;
   /** How often partition state is snapshotted and offsets committed, ms. */
   readonly snapshotIntervalMs: number;
   /** Snapshots kept per partition. */
@@ -36,6 +39,10 @@ interface PartitionState {
   awaitingSeek: boolean;
   /** Page views held, as of the last write or restore. */
   pageViews: number;
+  /** Records in the log after the last one taken, as of the last batch. */
+  backlog: number;
+  /** Kafka timestamp of the last record taken, ms (NaN: none yet, or it carried none). */
+  lastTakenAtMs: number;
 }
 
 /** Result writes that may wait for ClickHouse while consumption continues. */
@@ -54,7 +61,8 @@ const OUTCOME_REASON: Record<Rejection['outcome'], RejectionReasonCode> = {
 /**
  * The processor's core loop: hands each partition's records in log order to the partition engine
  * (which reads them and applies them to the exposure core, in this thread or a worker thread),
- * writes complete results to ClickHouse every `flushIntervalMs` (idempotently), and every
+ * writes complete results to ClickHouse every `flushIntervalMs` (idempotently; less often while
+ * behind the log, see write-pacing.ts), and every
  * `snapshotIntervalMs` snapshots each partition's state with the offset it is valid at, then
  * commits exactly that offset. The engine serves requests in order, so a write or snapshot holds
  * exactly the records handed over before it was asked for. A restarted or newly assigned processor
@@ -107,7 +115,7 @@ export class ExposureConsumer {
     this.log = deps.logger;
     this.options = deps.options;
     this.rules = deps.options.rules ?? DEFAULT_RULES_CONFIG;
-    this.metrics = processorMetrics(deps.metrics, () => this.partitions);
+    this.metrics = processorMetrics(deps.metrics, () => this.partitions, (now) => this.writeIntervalMs(now));
   }
 
   /** Subscribes and runs until `stop()`. */
@@ -184,6 +192,7 @@ export class ExposureConsumer {
     }
     const values: Array<Buffer | null> = [];
     const offsets: number[] = [];
+    let lastTimestamp: string | undefined;
     for (const message of batch.messages) {
       const offset = Number(message.offset);
       if (offset < state.nextOffset) continue; // already applied (a redelivery after a seek)
@@ -192,8 +201,13 @@ export class ExposureConsumer {
       state.nextOffset = offset + 1;
       values.push(message.value);
       offsets.push(offset);
+      lastTimestamp = message.timestamp;
     }
     if (values.length > 0) {
+      state.backlog = Number(batch.highWatermark) - state.nextOffset;
+      // Kafka writes -1 for a record without a timestamp.
+      const taken = Number(lastTimestamp);
+      state.lastTakenAtMs = taken >= 0 ? taken : Number.NaN;
       const handled = this.engine.apply(partition, values).then(
         (applied) => this.applied(partition, values, offsets, applied),
         (error: unknown) => {
@@ -252,7 +266,13 @@ export class ExposureConsumer {
     const now = Date.now();
     const due = this.snapshotting === undefined ? this.snapshotDue(now) : undefined;
     if (due !== undefined) await this.startSnapshot(keepAlive, due);
-    else if (now - this.lastFlushAt >= this.options.flushIntervalMs) await this.flush(keepAlive);
+    else if (now - this.lastFlushAt >= this.writeIntervalMs(now)) await this.flush(keepAlive);
+  }
+
+  /** The interval before the next write: the configured one while caught up, longer while behind (write-pacing.ts). */
+  private writeIntervalMs(now: number): number {
+    const { flushIntervalMs, maxFlushIntervalMs } = this.options;
+    return writeIntervalMs(flushIntervalMs, maxFlushIntervalMs, lagMs(this.partitions.values(), now));
   }
 
   /** The partition to snapshot now, if any: the longest unsnapshotted one once its interval passed. */
@@ -284,6 +304,8 @@ export class ExposureConsumer {
       snapshotTime: Date.now(),
       awaitingSeek: seek,
       pageViews,
+      backlog: 0,
+      lastTakenAtMs: Number.NaN,
     });
     const stored = await this.store.latestSnapshot(this.options.topic, partition, committed.toString());
     if (stored !== undefined) {
@@ -526,7 +548,11 @@ function isRebalance(error: unknown): boolean {
   return type === 'REBALANCE_IN_PROGRESS' || type === 'ILLEGAL_GENERATION' || type === 'UNKNOWN_MEMBER_ID';
 }
 
-function processorMetrics(registry: MetricsRegistry, partitions: () => ReadonlyMap<number, PartitionState>) {
+function processorMetrics(
+  registry: MetricsRegistry,
+  partitions: () => ReadonlyMap<number, PartitionState>,
+  writeInterval: (now: number) => number,
+) {
   const outcomes = registry.counter('dwell_processor_events_total', 'Events applied, by outcome.');
   const byOutcome = new Map<string, { inc(by?: number): void }>();
   const flushMs = registry.histogram(
@@ -550,6 +576,19 @@ function processorMetrics(registry: MetricsRegistry, partitions: () => ReadonlyM
   const retries = registry.counter(
     'dwell_processor_dependency_retries_total',
     'Retried ClickHouse or Kafka calls.',
+  );
+  registry.gauge(
+    'dwell_processor_lag_ms',
+    'How long ago the last record taken was produced, by partition, while records wait behind it (0: caught up).',
+    () => {
+      const now = Date.now();
+      return [...partitions().values()].map((s) => [{ partition: String(s.partition) }, lagMs([s], now)] as const);
+    },
+  );
+  registry.gauge(
+    'dwell_processor_write_interval_ms',
+    'Current interval between result writes: PROCESSOR_FLUSH_INTERVAL_MS while caught up, up to half the lag (at most PROCESSOR_MAX_FLUSH_INTERVAL_MS) while behind.',
+    () => writeInterval(Date.now()),
   );
   registry.gauge('dwell_processor_page_views_in_memory', 'Open page views held, by partition.', () =>
     [...partitions().values()].map((s) => [{ partition: String(s.partition) }, s.pageViews] as const),

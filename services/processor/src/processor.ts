@@ -71,6 +71,7 @@ export async function startProcessor(config: ProcessorConfig, logger: Logger, ho
       rejectedTopic: config.DWELL_REJECTED_TOPIC,
       processorId: config.PROCESSOR_ID,
       flushIntervalMs: config.PROCESSOR_FLUSH_INTERVAL_MS,
+      maxFlushIntervalMs: config.PROCESSOR_MAX_FLUSH_INTERVAL_MS,
       snapshotIntervalMs: config.PROCESSOR_SNAPSHOT_INTERVAL_MS,
       keepSnapshots: 3,
     },

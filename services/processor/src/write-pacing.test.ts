@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { lagMs, writeIntervalMs } from './write-pacing.js';
+
+describe('lagMs', () => {
+  const now = 1_000_000;
+
+  it('is 0 when every partition has taken the last record of the log', () => {
+    expect(lagMs([{ backlog: 0, lastTakenAtMs: now - 60_000 }], now)).toBe(0);
+    expect(lagMs([], now)).toBe(0);
+  });
+
+  it('is the age of the last record taken, for the partition furthest behind', () => {
+    const partitions = [
+      { backlog: 10, lastTakenAtMs: now - 2_000 },
+      { backlog: 5_000, lastTakenAtMs: now - 7_500 },
+      { backlog: 0, lastTakenAtMs: now - 90_000 },
+    ];
+    expect(lagMs(partitions, now)).toBe(7_500);
+  });
+
+  it('leaves out records without a timestamp', () => {
+    expect(lagMs([{ backlog: 100, lastTakenAtMs: Number.NaN }], now)).toBe(0);
+  });
+});
+
+describe('writeIntervalMs', () => {
+  it('is the base interval while caught up or barely behind', () => {
+    expect(writeIntervalMs(500, 10_000, 0)).toBe(500);
+    expect(writeIntervalMs(500, 10_000, 999)).toBe(500);
+  });
+
+  it('is half the lag while behind, up to the maximum', () => {
+    expect(writeIntervalMs(500, 10_000, 3_000)).toBe(1_500);
+    expect(writeIntervalMs(500, 10_000, 20_000)).toBe(10_000);
+    expect(writeIntervalMs(500, 10_000, 3_600_000)).toBe(10_000);
+  });
+
+  it('never goes below the base interval, even with a smaller maximum', () => {
+    expect(writeIntervalMs(500, 100, 60_000)).toBe(500);
+  });
+});

@@ -1,0 +1,39 @@
+/**
+ * How often the processor writes results while it is behind the log.
+ *
+ * A write holds one row per impression (and per billable minute) of every page view that changed
+ * since the last write, whatever number of events changed it. Live, a page view sends about one
+ * event a second, so a write every 500 ms costs about one row per event, three times the work of
+ * the event itself. Behind the log, writing as often only slows the catch-up: the processor falls
+ * further behind the longer the backlog lasts. Writing every `lag / 2` instead gathers several
+ * events of each page view into one row, so a processor behind the log runs at close to its
+ * catch-up speed and comes back to the live interval once the backlog is gone; its results are at
+ * most half as stale again as the records it is applying, and never more than `maxMs` late.
+ */
+
+/** What the processor knows of one partition's place in the log, as of its last batch. */
+export interface PartitionLag {
+  /** Records in the log after the last one taken. */
+  readonly backlog: number;
+  /** Kafka timestamp of the last record taken, ms; NaN when it carried none. */
+  readonly lastTakenAtMs: number;
+}
+
+/**
+ * How far behind the log the processor is, ms: for each partition with records still waiting, how
+ * long ago the last record it took was produced; the largest of those, or 0 when every partition
+ * is caught up (or its records carry no timestamp).
+ */
+export function lagMs(partitions: Iterable<PartitionLag>, nowMs: number): number {
+  let lag = 0;
+  for (const p of partitions) {
+    if (p.backlog <= 0 || !Number.isFinite(p.lastTakenAtMs)) continue;
+    lag = Math.max(lag, nowMs - p.lastTakenAtMs);
+  }
+  return lag;
+}
+
+/** The interval before the next write: `baseMs` when caught up, up to `lag / 2` behind, never above `maxMs` (nor below `baseMs`). */
+export function writeIntervalMs(baseMs: number, maxMs: number, lag: number): number {
+  return Math.max(baseMs, Math.min(maxMs, lag / 2));
+}
