@@ -24,13 +24,16 @@ describe('lagMs', () => {
 });
 
 describe('writeIntervalMs', () => {
-  it('is the base interval while caught up or barely behind', () => {
+  it('is the base interval while caught up or behind by at most ten intervals', () => {
     expect(writeIntervalMs(500, 10_000, 0)).toBe(500);
     expect(writeIntervalMs(500, 10_000, 999)).toBe(500);
+    expect(writeIntervalMs(500, 10_000, 5_000)).toBe(500);
+    expect(writeIntervalMs(100, 10_000, 1_000)).toBe(100);
   });
 
-  it('is half the lag while behind, up to the maximum', () => {
-    expect(writeIntervalMs(500, 10_000, 3_000)).toBe(1_500);
+  it('is half the lag while further behind, up to the maximum', () => {
+    expect(writeIntervalMs(500, 10_000, 5_001)).toBe(2_500.5);
+    expect(writeIntervalMs(100, 10_000, 3_000)).toBe(1_500);
     expect(writeIntervalMs(500, 10_000, 20_000)).toBe(10_000);
     expect(writeIntervalMs(500, 10_000, 3_600_000)).toBe(10_000);
   });

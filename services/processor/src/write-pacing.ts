@@ -3,13 +3,18 @@
  *
  * A write holds one row per impression (and per billable minute) of every page view that changed
  * since the last write, whatever number of events changed it. Live, a page view sends about one
- * event a second, so a write every 500 ms costs about one row per event, three times the work of
- * the event itself. Behind the log, writing as often only slows the catch-up: the processor falls
- * further behind the longer the backlog lasts. Writing every `lag / 2` instead gathers several
- * events of each page view into one row, so a processor behind the log runs at close to its
- * catch-up speed and comes back to the live interval once the backlog is gone; its results are at
- * most half as stale again as the records it is applying, and never more than `maxMs` late.
+ * event a second, so a write every 500 ms costs about two rows per event, more than the work of
+ * the event itself. Behind the log, writing as often keeps the backlog as costly per event as live
+ * traffic: a processor that fell behind stays behind for as long as the overload lasts. Writing
+ * every `lag / 2` instead gathers several events of each page view into one row, so a processor
+ * far behind the log runs at close to its catch-up speed, and comes back to the live interval once
+ * the backlog is gone; its results are at most half as stale again as the records it is applying.
+ *
+ * Pacing starts once the lag exceeds ten write intervals (5 s by default). A shorter lag is a
+ * passing stall (a slow write, a snapshot, a collection), which a longer interval would only add
+ * to: measured at rates the processor keeps up with, pacing from any lag raised freshness p99.
  */
+export const PACING_FROM_INTERVALS = 10;
 
 /** What the processor knows of one partition's place in the log, as of its last batch. */
 export interface PartitionLag {
@@ -33,7 +38,11 @@ export function lagMs(partitions: Iterable<PartitionLag>, nowMs: number): number
   return lag;
 }
 
-/** The interval before the next write: `baseMs` when caught up, up to `lag / 2` behind, never above `maxMs` (nor below `baseMs`). */
+/**
+ * The interval before the next write: `baseMs` while the lag is at most `PACING_FROM_INTERVALS`
+ * of it; beyond, half the lag, never above `maxMs` (nor below `baseMs`).
+ */
 export function writeIntervalMs(baseMs: number, maxMs: number, lag: number): number {
+  if (lag <= PACING_FROM_INTERVALS * baseMs) return baseMs;
   return Math.max(baseMs, Math.min(maxMs, lag / 2));
 }
