@@ -1,5 +1,7 @@
 // npm run bench:processor [-- --events 400000 --runs 3 --quick]
 //   freshness only, at shares of a given rate: -- --events 2000 --fresh-rate 153000 --fresh-ladder 10,5,3,2 --fresh-seconds 20
+//   recovery only: -- --events 2000 --fresh-rate 1 --fresh-ladder none --recovery-rate 50000 --recovery-seconds 60 [--runs 3]
+//   (the full run measures recovery at a quarter of the end-to-end rate; --no-recovery skips it)
 //
 // 1. the pure exposure core on one core (packages/exposure/bench/core.mjs), against its naive
 //    reference model; and a worker thread's whole per-event work (read, apply, encode changed rows)
@@ -8,7 +10,9 @@
 //    embedded ClickHouse writes, snapshots), against a bare KafkaJS consumer of the same topic;
 // 3. freshness: at half the measured end-to-end rate, the time from an event being sent to Kafka
 //    to the ClickHouse write that contains it;
-// 4. `dwell billing` latency (the processor's /v1/billing, what `dwell billing` calls) over 10 million
+// 4. recovery after an outage: a backlog of live traffic the processor drains, with write pacing
+//    (the default) against without it, in the same run;
+// 5. `dwell billing` latency (the processor's /v1/billing, what `dwell billing` calls) over 10 million
 //    minute rows with superseded versions not yet merged away, p50/p99 for each documented grouping,
 //    against a plain scan without FINAL; the totals are checked against an argMax computation first.
 // Everything runs against a real local Kafka broker and embedded ClickHouse (chDB).
@@ -40,7 +44,7 @@ const FRESH_RATE = flag('fresh-rate', undefined);
 const root = fileURLToPath(new URL('../..', import.meta.url));
 /** Processor settings from the environment (the benchmark sets brokers, topics, ports and storage itself). */
 const TRIED_SETTINGS = Object.fromEntries(
-  ['PROCESSOR_FLUSH_INTERVAL_MS', 'PROCESSOR_SNAPSHOT_INTERVAL_MS', 'PROCESSOR_WORKER_THREAD', 'PROCESSOR_WORKER_THREADS']
+  ['PROCESSOR_FLUSH_INTERVAL_MS', 'PROCESSOR_MAX_FLUSH_INTERVAL_MS', 'PROCESSOR_SNAPSHOT_INTERVAL_MS', 'PROCESSOR_WORKER_THREAD', 'PROCESSOR_WORKER_THREADS']
     .filter((name) => process.env[name] !== undefined && process.env[name] !== '')
     .map((name) => [name, process.env[name]]),
 );
@@ -72,7 +76,7 @@ let opened;
  * to try from the environment (e.g. PROCESSOR_FLUSH_INTERVAL_MS=2000 or PROCESSOR_WORKER_THREADS=2
  * npm run bench:processor …).
  */
-const benchProcessorConfig = (topic, database, extra = {}) =>
+const benchProcessorConfig = (topic, database, extra = {}, forced = {}) =>
   processorConfigFromEnv({
     KAFKA_BROKERS: brokers.join(','),
     DWELL_EVENTS_TOPIC: topic,
@@ -83,6 +87,7 @@ const benchProcessorConfig = (topic, database, extra = {}) =>
     CLICKHOUSE_DATA_DIR: chDir,
     ...extra,
     ...TRIED_SETTINGS,
+    ...forced,
   });
 try {
   // 2. End to end.
@@ -165,6 +170,64 @@ try {
     cpuMicrosPerEvent: { bare: median(bareCpuPerEvent), processor: median(oursCpuPerEvent) },
     runs: { bare, ours, bareCpuPerEvent, oursCpuPerEvent },
   };
+
+  /**
+   * A backlog as an outage leaves it: `rate` events/s of live traffic for `seconds`, stamped by
+   * Kafka over those seconds (the records' timestamps are their receive times), with no processor
+   * running. A processor then drains it with write pacing (the default) and one without
+   * (PROCESSOR_MAX_FLUSH_INTERVAL_MS = PROCESSOR_FLUSH_INTERVAL_MS), `runs` times each, in
+   * alternating order, each with its own group and database.
+   */
+  async function recovery(rate, seconds, runs) {
+    const total = Math.round(rate * seconds);
+    say(`recovery: producing a backlog of ${total} events (${rate} events/s over ${seconds} s, stamped over those seconds)…`);
+    const topic = `bench-recovery-${Date.now()}`;
+    await ensureTopics(kafka, [{ topic, numPartitions: 4 }]);
+    const now = Date.now();
+    // Page views live ~30 s: starting them up to 30 s before the window puts every event in it.
+    let backlog = encodedWorkload({ seed: 23, events: total, baseMs: now - (seconds + 30) * 1000, spreadMs: seconds * 1000 });
+    const producer = createProducer(kafka);
+    await producer.connect();
+    for (let i = 0; i < backlog.length; i += 5000) {
+      const messages = backlog.slice(i, i + 5000).map((e) => ({ key: e.key, value: e.value, timestamp: String(Math.min(e.recvMs, now)) }));
+      await producer.send({ topic, acks: -1, messages });
+    }
+    await producer.disconnect();
+    backlog = undefined;
+    const flushMs = TRIED_SETTINGS.PROCESSOR_FLUSH_INTERVAL_MS ?? '500';
+    const variants = { paced: {}, unpaced: { PROCESSOR_MAX_FLUSH_INTERVAL_MS: flushMs } };
+    const measured = { paced: [], unpaced: [] };
+    for (let run = 1; run <= runs; run++) {
+      for (const name of run % 2 === 1 ? ['paced', 'unpaced'] : ['unpaced', 'paced']) {
+        const database = `bench_recovery_${name}_${run}_${Date.now()}`;
+        const processor = await startProcessor(benchProcessorConfig(topic, database, { PROCESSOR_ID: `recovery-${name}-${run}` }, variants[name]), logger);
+        opened = processor;
+        const query = async (sql) => (await (await processor.warehouse.client.query({ query: sql, format: 'JSONEachRow' })).json())[0];
+        const cpu = process.cpuUsage();
+        const started = performance.now();
+        const eventsPerS = await rateOf(async () => Number((await query(`SELECT sum(events) AS n FROM ${database}.processed_ranges`))?.n ?? 0), total);
+        // The whole drain: until every offset is written.
+        for (;;) {
+          const done = Number((await query(`SELECT sum(events) AS n FROM ${database}.processed_ranges`))?.n ?? 0);
+          if (done >= total) break;
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        const drainSeconds = (performance.now() - started) / 1000;
+        const used = process.cpuUsage(cpu);
+        const written = await query(`SELECT count() AS writes, sum(impression_rows + minute_rows) AS rows FROM ${database}.processed_ranges`);
+        await processor.stop();
+        opened = undefined;
+        const m = { eventsPerS, drainSeconds, cpuMicrosPerEvent: (used.user + used.system) / total, writes: Number(written.writes), rowsPerEvent: Number(written.rows) / total };
+        measured[name].push(m);
+        say(`recovery run ${run}, ${name}: ${eventsPerS.toFixed(0)} events/s (5–95%), drained in ${drainSeconds.toFixed(1)} s from start, ${m.cpuMicrosPerEvent.toFixed(1)} µs CPU/event, ${m.writes} partition writes, ${m.rowsPerEvent.toFixed(2)} rows per event`);
+      }
+    }
+    const summary = (xs) => ({ eventsPerS: median(xs.map((x) => x.eventsPerS)), drainSeconds: median(xs.map((x) => x.drainSeconds)), cpuMicrosPerEvent: median(xs.map((x) => x.cpuMicrosPerEvent)), rowsPerEvent: median(xs.map((x) => x.rowsPerEvent)) });
+    const out = { rate, seconds, events: total, paced: summary(measured.paced), unpaced: summary(measured.unpaced), runs: measured };
+    out.ratio = out.paced.eventsPerS / out.unpaced.eventsPerS;
+    say(`recovery: paced ${out.paced.eventsPerS.toFixed(0)} events/s against unpaced ${out.unpaced.eventsPerS.toFixed(0)} (ratio ${out.ratio.toFixed(2)}); drained in ${out.paced.drainSeconds.toFixed(1)} s against ${out.unpaced.drainSeconds.toFixed(1)} s`);
+    return out;
+  }
 
   async function billingLatency() {
 
@@ -405,7 +468,8 @@ try {
   const seconds = Number(flag('fresh-seconds', QUICK ? 10 : 30));
   // Shares of the end-to-end rate to measure freshness at: 2 (half load, the target's) and 10 by
   // default; `--fresh-ladder 10,5,4,3,2` walks up to find where live traffic stops keeping up.
-  const shares = (flag('fresh-ladder', '2,10') ?? '2,10').split(',').map(Number);
+  const ladder = flag('fresh-ladder', '2,10') ?? '2,10';
+  const shares = ladder === 'none' ? [] : ladder.split(',').map(Number);
   const base = FRESH_RATE === undefined ? median(ours) : Number(FRESH_RATE) * 2;
   results.freshnessLadder = [];
   for (const share of shares) {
@@ -422,7 +486,15 @@ try {
     );
   }
 
-  // 4. Billing latency over many minute rows.
+  // 4. Recovery: a backlog left by an outage, drained with and without write pacing.
+  const recoveryRate = flag('recovery-rate', undefined);
+  if (recoveryRate !== undefined || (FRESH_RATE === undefined && !args.includes('--no-recovery'))) {
+    const rate = Number(recoveryRate ?? Math.round(base / 4));
+    const seconds = Number(flag('recovery-seconds', QUICK ? 20 : 60));
+    results.recovery = await recovery(rate, seconds, QUICK ? 1 : RUNS);
+  }
+
+  // 5. Billing latency over many minute rows.
   if (FRESH_RATE === undefined) await billingLatency();
 } finally {
   await opened?.stop().catch(() => undefined);
@@ -434,5 +506,5 @@ results.loadavgAtEnd = loadavg();
 mkdirSync(join(root, 'bench/processor/results'), { recursive: true });
 const file = join(root, 'bench/processor/results', `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
 writeFileSync(file, JSON.stringify(results, null, 2));
-process.stdout.write(`\n${JSON.stringify({ endToEnd: results.endToEnd, freshness: results.freshness, freshnessLight: results.freshnessLight, freshnessLadder: results.freshnessLadder, billing: results.billing }, null, 2)}\nresults: ${file}\n`);
+process.stdout.write(`\n${JSON.stringify({ endToEnd: results.endToEnd, freshness: results.freshness, freshnessLight: results.freshnessLight, freshnessLadder: results.freshnessLadder, recovery: results.recovery && { ...results.recovery, runs: undefined }, billing: results.billing }, null, 2)}\nresults: ${file}\n`);
 process.exit(0);
