@@ -12,7 +12,7 @@ export const PROCESSOR_SETTINGS = {
   PROCESSOR_HTTP_PORT: env.int('Port of the billing API, health and metrics.', 8081, { min: 0, max: 65535 }),
   PROCESSOR_FLUSH_INTERVAL_MS: env.int('How often results are written to ClickHouse while the processor is caught up with the log, ms (freshness).', 500, { min: 10 }),
   PROCESSOR_MAX_FLUSH_INTERVAL_MS: env.int(
-    'Longest interval between result writes while the processor is behind the log, ms: behind by L of more than ten PROCESSOR_FLUSH_INTERVAL_MS, it writes every L/2 up to this, so each write gathers more events per row and the backlog drains faster. At most PROCESSOR_FLUSH_INTERVAL_MS: always write at that interval.',
+    'Longest interval between result writes while the processor is behind the log, ms: behind by L of more than ten PROCESSOR_FLUSH_INTERVAL_MS, it writes every L/2 up to this, so each write gathers more events per row and the backlog drains faster. Set it to PROCESSOR_FLUSH_INTERVAL_MS to always write at that interval.',
     10_000,
     { min: 10 },
   ),
