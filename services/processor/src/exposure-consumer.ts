@@ -587,7 +587,7 @@ function processorMetrics(
   );
   registry.gauge(
     'dwell_processor_write_interval_ms',
-    'Current interval between result writes: PROCESSOR_FLUSH_INTERVAL_MS while caught up, up to half the lag (at most PROCESSOR_MAX_FLUSH_INTERVAL_MS) while behind.',
+    'Current interval between result writes: PROCESSOR_FLUSH_INTERVAL_MS while caught up, half the lag (at most PROCESSOR_MAX_FLUSH_INTERVAL_MS) while more than ten intervals behind.',
     () => writeInterval(Date.now()),
   );
   registry.gauge('dwell_processor_page_views_in_memory', 'Open page views held, by partition.', () =>
