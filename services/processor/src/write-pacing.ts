@@ -11,8 +11,8 @@
  * the backlog is gone; its results are at most half as stale again as the records it is applying.
  *
  * Pacing starts once the lag exceeds ten write intervals (5 s by default). A shorter lag is a
- * passing stall (a slow write, a snapshot, a collection), which a longer interval would only add
- * to: measured at rates the processor keeps up with, pacing from any lag raised freshness p99.
+ * passing stall (a slow write, a snapshot, a collection) of a processor that keeps up, which a
+ * longer interval would only add to.
  */
 export const PACING_FROM_INTERVALS = 10;
 
