@@ -122,6 +122,11 @@ try {
     return ((n95 - n5) / (t95 - t5)) * 1000;
   };
 
+  /** Events whose results a processor has written to ClickHouse, from its audit trail. */
+  const eventsWritten = async (processor, database) => {
+    const result = await processor.warehouse.client.query({ query: `SELECT sum(events) AS n FROM ${database}.processed_ranges`, format: 'JSONEachRow' });
+    return Number((await result.json())[0]?.n ?? 0);
+  };
   /** Events a processor has applied so far (every outcome), from its /metrics. */
   const appliedBy = async (processor) => {
     const text = await (await fetch(`${processor.httpUrl}/metrics`)).text();
@@ -131,11 +136,12 @@ try {
   };
   /**
    * A processor's rate end to end: `total` events over the time from the first event it applied
-   * until ClickHouse holds the results of all of them (`written()`, from the audit trail). Not a
+   * until ClickHouse holds the results of all of them (from the audit trail of `database`). Not a
    * rate between 5% and 95% of the written progress: writes come seconds apart while the
    * processor is behind the log (write pacing), so the written progress moves in a few steps.
    */
-  const drainRate = async (processor, written, total) => {
+  const drainRate = async (processor, database, total) => {
+    const written = () => eventsWritten(processor, database);
     let first;
     const deadline = Date.now() + 600_000;
     for (;;) {
@@ -174,17 +180,8 @@ try {
       logger,
     );
     opened = processor;
-    const client = processor.warehouse.client;
     cpu = process.cpuUsage();
-    const drained = await drainRate(
-      processor,
-      async () => {
-        const result = await client.query({ query: `SELECT sum(events) AS n FROM ${database}.processed_ranges`, format: 'JSONEachRow' });
-        return Number((await result.json())[0]?.n ?? 0);
-      },
-      EVENTS,
-    );
-    ours.push(drained.eventsPerS);
+    ours.push((await drainRate(processor, database, EVENTS)).eventsPerS);
     const oursCpu = process.cpuUsage(cpu);
     oursCpuPerEvent.push((oursCpu.user + oursCpu.system) / EVENTS);
     await processor.stop();
@@ -234,7 +231,7 @@ try {
         opened = processor;
         const query = async (sql) => (await (await processor.warehouse.client.query({ query: sql, format: 'JSONEachRow' })).json())[0];
         const cpu = process.cpuUsage();
-        const drained = await drainRate(processor, async () => Number((await query(`SELECT sum(events) AS n FROM ${database}.processed_ranges`))?.n ?? 0), total);
+        const drained = await drainRate(processor, database, total);
         const used = process.cpuUsage(cpu);
         // A write records one range per partition, each with the write's row counts and time.
         const written = await query(
@@ -431,8 +428,7 @@ try {
     const total = rate * seconds;
     const deadline = Date.now() + 120_000;
     for (;;) {
-      const result = await processor.warehouse.client.query({ query: `SELECT sum(events) AS n FROM ${database}.processed_ranges`, format: 'JSONEachRow' });
-      if (Number((await result.json())[0]?.n ?? 0) >= total || Date.now() > deadline) break;
+      if ((await eventsWritten(processor, database)) >= total || Date.now() > deadline) break;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     clearInterval(sampler);
