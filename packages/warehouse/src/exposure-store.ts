@@ -1,6 +1,10 @@
+import { mkdirSync, rmSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Warehouse } from './client.js';
+import { RowBinaryWriter, type RowBinaryType } from './row-binary.js';
 
 /** A row of `impressions`, as the processor computes it. Times are Unix ms. */
 export interface ImpressionRow {
@@ -52,115 +56,136 @@ export interface ProcessedRange {
 }
 
 /**
- * Rows encoded for an insert, as `JSONCompactEachRow` lines in the column order of
- * {@link IMPRESSION_COLUMNS} or {@link MINUTE_COLUMNS}: the processor encodes them where it computes
- * them (possibly another thread), and a write only passes the text on.
+ * Rows encoded for an insert, as RowBinary in the column order of {@link IMPRESSION_COLUMNS} or
+ * {@link MINUTE_COLUMNS}: the processor encodes them where it computes them (possibly another
+ * thread), and a write only passes the bytes on.
  */
 export interface EncodedRows {
   readonly rows: number;
-  readonly body: string;
+  readonly body: Uint8Array;
 }
 
-export const NO_ROWS: EncodedRows = Object.freeze({ rows: 0, body: '' });
+export const NO_ROWS: EncodedRows = Object.freeze({ rows: 0, body: new Uint8Array(0) });
 
-export const IMPRESSION_COLUMNS = [
-  'site_id',
-  'page_view_id',
-  'impression_id',
-  'user_id',
-  'ad_id',
-  'campaign_id',
-  'media',
-  'width',
-  'height',
-  'measurable',
-  'viewable',
-  'billable',
-  'viewable_ms',
-  'credited_ms',
-  'longest_run_ms',
-  'flags',
-  'first_server_ms',
-  'last_server_ms',
-  'final',
-  'rules_version',
-  'version',
-] as const satisfies readonly (keyof ImpressionRow)[];
+/** A result table's columns: name, RowBinary encoding, and the type `file()` reads it as. */
+type ColumnSpec = readonly [name: string, encoding: RowBinaryType, readAs?: string];
+
+const IMPRESSION_SPEC = [
+  ['site_id', 'String'],
+  ['page_view_id', 'String'],
+  ['impression_id', 'String'],
+  ['user_id', 'String'],
+  ['ad_id', 'String'],
+  ['campaign_id', 'String'],
+  ['media', 'String'],
+  ['width', 'UInt32'],
+  ['height', 'UInt32'],
+  ['measurable', 'UInt8'],
+  ['viewable', 'UInt8'],
+  ['billable', 'UInt8'],
+  ['viewable_ms', 'UInt64'],
+  ['credited_ms', 'UInt64'],
+  ['longest_run_ms', 'UInt64'],
+  ['flags', 'Array(String)'],
+  // Milliseconds as Int64 are a DateTime64(3); read as a plain Int64 they would be cast as seconds.
+  ['first_server_ms', 'Int64', 'DateTime64(3)'],
+  ['last_server_ms', 'Int64', 'DateTime64(3)'],
+  ['final', 'UInt8'],
+  ['rules_version', 'UInt16'],
+  ['version', 'UInt64'],
+] as const satisfies readonly (readonly [keyof ImpressionRow, RowBinaryType, string?])[];
 
 /** `minute` is the minute's start in Unix seconds. */
-export const MINUTE_COLUMNS = [
-  'site_id',
-  'page_view_id',
-  'impression_id',
-  'minute',
-  'user_id',
-  'ad_id',
-  'campaign_id',
-  'viewable_ms',
-  'rules_version',
-  'version',
-] as const;
+const MINUTE_SPEC = [
+  ['site_id', 'String'],
+  ['page_view_id', 'String'],
+  ['impression_id', 'String'],
+  ['minute', 'UInt32', 'DateTime'],
+  ['user_id', 'String'],
+  ['ad_id', 'String'],
+  ['campaign_id', 'String'],
+  ['viewable_ms', 'UInt32'],
+  ['rules_version', 'UInt16'],
+  ['version', 'UInt64'],
+] as const satisfies readonly ColumnSpec[];
+
+export const IMPRESSION_COLUMNS = IMPRESSION_SPEC.map(([name]) => name);
+export const MINUTE_COLUMNS = MINUTE_SPEC.map(([name]) => name);
+/** The RowBinary types of an encoded body's columns, for {@link readRowBinary}. */
+export const IMPRESSION_TYPES: readonly RowBinaryType[] = IMPRESSION_SPEC.map(([, type]) => type);
+export const MINUTE_TYPES: readonly RowBinaryType[] = MINUTE_SPEC.map(([, type]) => type);
+
+/** The structure argument of `file()` that reads a body of these columns. */
+function structureOf(spec: readonly ColumnSpec[]): string {
+  return spec.map(([name, encoding, readAs]) => `${name} ${readAs ?? encoding}`).join(', ');
+}
 
 /** Appends rows to an {@link EncodedRows} body; one per table per write. */
 export class RowsEncoder {
-  private readonly lines: string[] = [];
+  private readonly out = new RowBinaryWriter();
+  private count = 0;
 
   get rows(): number {
-    return this.lines.length;
+    return this.count;
   }
 
   /** An impression row; `final` and `version` apart, so a computed result needs no copy first. */
   impression(r: Omit<ImpressionRow, 'final' | 'version'>, final: boolean, version: number): void {
-    this.lines.push(
-      JSON.stringify([
-        r.site_id,
-        r.page_view_id,
-        r.impression_id,
-        r.user_id,
-        r.ad_id,
-        r.campaign_id,
-        r.media,
-        r.width,
-        r.height,
-        r.measurable,
-        r.viewable,
-        r.billable,
-        r.viewable_ms,
-        r.credited_ms,
-        r.longest_run_ms,
-        r.flags,
-        r.first_server_ms,
-        r.last_server_ms,
-        final,
-        r.rules_version,
-        version,
-      ]),
-    );
+    const out = this.out;
+    out.string(r.site_id);
+    out.string(r.page_view_id);
+    out.string(r.impression_id);
+    out.string(r.user_id);
+    out.string(r.ad_id);
+    out.string(r.campaign_id);
+    out.string(r.media);
+    out.uint32(r.width);
+    out.uint32(r.height);
+    out.bool(r.measurable);
+    out.bool(r.viewable);
+    out.bool(r.billable);
+    out.uint64(r.viewable_ms);
+    out.uint64(r.credited_ms);
+    out.uint64(r.longest_run_ms);
+    out.strings(r.flags);
+    out.int64(r.first_server_ms);
+    out.int64(r.last_server_ms);
+    out.bool(final);
+    out.uint16(r.rules_version);
+    out.uint64(version);
+    this.count++;
   }
 
   /** A minute row; `version` apart, so a computed bucket needs no copy first. */
   minute(r: Omit<MinuteRow, 'version'>, version: number): void {
-    this.lines.push(
-      JSON.stringify([
-        r.site_id,
-        r.page_view_id,
-        r.impression_id,
-        Math.floor(r.minute_start_ms / 1000),
-        r.user_id,
-        r.ad_id,
-        r.campaign_id,
-        r.viewable_ms,
-        r.rules_version,
-        version,
-      ]),
-    );
+    const out = this.out;
+    out.string(r.site_id);
+    out.string(r.page_view_id);
+    out.string(r.impression_id);
+    out.uint32(Math.floor(r.minute_start_ms / 1000));
+    out.string(r.user_id);
+    out.string(r.ad_id);
+    out.string(r.campaign_id);
+    out.uint32(r.viewable_ms);
+    out.uint16(r.rules_version);
+    out.uint64(version);
+    this.count++;
   }
 
   finish(): EncodedRows {
-    return this.lines.length === 0
-      ? NO_ROWS
-      : { rows: this.lines.length, body: `${this.lines.join('\n')}\n` };
+    return this.count === 0 ? NO_ROWS : { rows: this.count, body: this.out.finish() };
   }
+}
+
+/** Bodies of the same table joined into one (the rows of several encoders, in order). */
+export function joinEncodedRows(parts: readonly EncodedRows[]): EncodedRows {
+  const nonEmpty = parts.filter((part) => part.rows > 0);
+  if (nonEmpty.length === 0) return NO_ROWS;
+  if (nonEmpty.length === 1) return nonEmpty[0] as EncodedRows;
+  return {
+    rows: nonEmpty.reduce((sum, part) => sum + part.rows, 0),
+    body: Buffer.concat(nonEmpty.map((part) => part.body)),
+  };
 }
 
 export interface ResultsWrite {
@@ -189,10 +214,13 @@ export interface StoredSnapshot {
 export class ExposureStore {
   private readonly client: ClickHouseClient;
   private readonly db: string;
+  /** Embedded mode: where result bodies wait for `file()` to read them. */
+  private readonly spool: Spool | undefined;
 
   constructor(warehouse: Warehouse) {
     this.client = warehouse.client;
     this.db = warehouse.database;
+    this.spool = warehouse.mode === 'embedded' ? Spool.in(join(warehouse.location, 'dwell-inserts')) : undefined;
   }
 
   /**
@@ -205,11 +233,11 @@ export class ExposureStore {
     const at = Date.now();
     await this.insertEncoded(
       'impressions',
-      IMPRESSION_COLUMNS,
+      IMPRESSION_SPEC,
       write.impressions,
       `${write.token}/impressions`,
     );
-    await this.insertEncoded('exposure_minutes', MINUTE_COLUMNS, write.minutes, `${write.token}/minutes`);
+    await this.insertEncoded('exposure_minutes', MINUTE_SPEC, write.minutes, `${write.token}/minutes`);
     if (write.ranges.length > 0) {
       await this.client.insert({
         table: `${this.db}.processed_ranges`,
@@ -227,21 +255,39 @@ export class ExposureStore {
     }
   }
 
-  /** Passes encoded rows on as they are (the client's insert would encode each row again). */
+  /**
+   * Passes encoded rows on as they are. A server takes the RowBinary body over HTTP; embedded
+   * ClickHouse takes SQL text only, so there the body goes through a file that `file()` reads.
+   */
   private async insertEncoded(
     table: string,
-    columns: readonly string[],
+    spec: readonly ColumnSpec[],
     rows: EncodedRows,
     token: string,
   ): Promise<void> {
     if (rows.rows === 0) return;
-    const result = await this.client.exec({
-      query: `INSERT INTO ${this.db}.${table} (${columns.join(', ')}) FORMAT JSONCompactEachRow`,
-      values: Readable.from([rows.body], { objectMode: false }),
-      clickhouse_settings: { insert_deduplication_token: token },
-    });
-    // The answer of an insert is empty; reading it to the end frees the connection.
-    for await (const chunk of result.stream) void chunk;
+    const into = `INSERT INTO ${this.db}.${table} (${spec.map(([name]) => name).join(', ')})`;
+    const settings = { insert_deduplication_token: token };
+    if (this.spool === undefined) {
+      const result = await this.client.exec({
+        query: `${into} FORMAT RowBinary`,
+        values: Readable.from([rows.body], { objectMode: false }),
+        clickhouse_settings: settings,
+      });
+      // The answer of an insert is empty; reading it to the end frees the connection.
+      for await (const chunk of result.stream) void chunk;
+      return;
+    }
+    const file = this.spool.next();
+    await writeFile(file, rows.body);
+    try {
+      await this.client.command({
+        query: `${into} SELECT * FROM file(${sqlString(file)}, 'RowBinary', ${sqlString(structureOf(spec))})`,
+        clickhouse_settings: settings,
+      });
+    } finally {
+      await rm(file, { force: true });
+    }
   }
 
   async saveSnapshot(snapshot: {
@@ -305,4 +351,40 @@ export class ExposureStore {
       query_params: { topic, partition, keep },
     });
   }
+}
+
+/**
+ * Names the files result bodies pass through in embedded mode, one folder per data folder shared by
+ * every store of the process. The folder is emptied when the process first uses it: files a
+ * crashed process left behind were never acknowledged, and their rows are computed again from the
+ * log.
+ */
+class Spool {
+  private static readonly folders = new Map<string, Spool>();
+  private readonly folder: string;
+  private count = 0;
+
+  private constructor(folder: string) {
+    this.folder = folder;
+    rmSync(folder, { recursive: true, force: true });
+    mkdirSync(folder, { recursive: true });
+  }
+
+  static in(folder: string): Spool {
+    let spool = Spool.folders.get(folder);
+    if (spool === undefined) {
+      spool = new Spool(folder);
+      Spool.folders.set(folder, spool);
+    }
+    return spool;
+  }
+
+  next(): string {
+    return join(this.folder, `${process.pid}-${++this.count}.rowbinary`);
+  }
+}
+
+/** A ClickHouse string literal. */
+function sqlString(value: string): string {
+  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 }

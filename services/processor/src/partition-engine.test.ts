@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { encodePageEvent } from '@dwell/protocol';
+import { IMPRESSION_TYPES, MINUTE_TYPES, readRowBinary, type RowBinaryType } from '@dwell/warehouse';
 import { workload } from '../../../test/workload.js';
 import { InThreadEngine, SpreadEngine, type PartitionEngine } from './partition-engine.js';
 
@@ -28,7 +29,9 @@ async function drive(engine: PartitionEngine, asked: readonly number[]) {
   return takes;
 }
 
-const lines = (body: string): string[] => body.split('\n').filter((l) => l !== '').sort();
+/** A body's rows, each as JSON text, sorted: the same rows in any order compare equal. */
+const lines = (body: Uint8Array, types: readonly RowBinaryType[]): string[] =>
+  readRowBinary(body, types).map((row) => JSON.stringify(row)).sort();
 
 describe('SpreadEngine', () => {
   it('gives the rows and per-partition counts one engine gives, in the order the partitions were asked', async () => {
@@ -43,8 +46,8 @@ describe('SpreadEngine', () => {
       expect(take.partitions.map((c) => c.partition)).toEqual(asked);
       expect(take.partitions).toEqual(expected.partitions);
       expect(take.impressions.rows).toBe(expected.impressions.rows);
-      expect(lines(take.impressions.body)).toEqual(lines(expected.impressions.body));
-      expect(lines(take.minutes.body)).toEqual(lines(expected.minutes.body));
+      expect(lines(take.impressions.body, IMPRESSION_TYPES)).toEqual(lines(expected.impressions.body, IMPRESSION_TYPES));
+      expect(lines(take.minutes.body, MINUTE_TYPES)).toEqual(lines(expected.minutes.body, MINUTE_TYPES));
       rows += take.impressions.rows + take.minutes.rows;
     }
     expect(rows).toBeGreaterThan(100);

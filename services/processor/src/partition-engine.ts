@@ -12,6 +12,7 @@ import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { RulesConfig } from '@dwell/exposure';
 import { PartitionWork, type AppliedBatch, type SnapshotText, type TakenResults } from './partition-work.js';
+import { joinEncodedRows, type EncodedRows } from '@dwell/warehouse';
 
 export interface PartitionEngine {
   /** `trustFrom`: see PartitionWork.restore. */
@@ -202,17 +203,13 @@ export class SpreadEngine implements PartitionEngine {
       return mine.length === 0 ? undefined : engine.take(mine);
     });
     const answers = await Promise.all(asked);
-    const impressions: string[] = [];
-    const minutes: string[] = [];
-    let impressionRows = 0;
-    let minuteRows = 0;
+    const impressions: EncodedRows[] = [];
+    const minutes: EncodedRows[] = [];
     const byPartition = new Map<number, TakenResults['partitions'][number]>();
     for (const answer of answers) {
       if (answer === undefined) continue;
-      impressions.push(answer.impressions.body);
-      minutes.push(answer.minutes.body);
-      impressionRows += answer.impressions.rows;
-      minuteRows += answer.minutes.rows;
+      impressions.push(answer.impressions);
+      minutes.push(answer.minutes);
       for (const counted of answer.partitions) byPartition.set(counted.partition, counted);
     }
     const partitions = versions.map(([partition]) => {
@@ -220,11 +217,7 @@ export class SpreadEngine implements PartitionEngine {
       if (counted === undefined) throw new Error(`no results for partition ${partition}`);
       return counted;
     });
-    return {
-      impressions: { rows: impressionRows, body: impressions.join('') },
-      minutes: { rows: minuteRows, body: minutes.join('') },
-      partitions,
-    };
+    return { impressions: joinEncodedRows(impressions), minutes: joinEncodedRows(minutes), partitions };
   }
 
   snapshot(partition: number): Promise<SnapshotText> {

@@ -2,7 +2,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { RulesConfig } from '@dwell/exposure';
 import type { WorkerAnswer, WorkerRequest } from './partition-engine.js';
-import { PartitionWork } from './partition-work.js';
+import { PartitionWork, type TakenResults } from './partition-work.js';
 
 const port = parentPort;
 if (port === null) throw new Error('partition-worker runs as a worker thread');
@@ -39,10 +39,18 @@ function serve(request: WorkerRequest): unknown {
 
 port.on('message', (request: WorkerRequest) => {
   let answer: WorkerAnswer;
+  const transfer: ArrayBuffer[] = [];
   try {
-    answer = { ok: true, value: serve(request) };
+    const value = serve(request);
+    // Taken rows move to the consumer's thread without a copy: their encoders own their buffers.
+    if (request.op === 'take') {
+      const { impressions, minutes } = value as TakenResults;
+      for (const { rows, body } of [impressions, minutes])
+        if (rows > 0 && body.buffer instanceof ArrayBuffer) transfer.push(body.buffer);
+    }
+    answer = { ok: true, value };
   } catch (error) {
     answer = { ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) };
   }
-  port.postMessage(answer);
+  port.postMessage(answer, transfer);
 });

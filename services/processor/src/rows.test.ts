@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PartitionExposure } from '@dwell/exposure';
 import type { PageEvent } from '@dwell/protocol';
-import { RowsEncoder } from '@dwell/warehouse';
+import { IMPRESSION_TYPES, MINUTE_TYPES, readRowBinary, RowsEncoder, type RowBinaryType } from '@dwell/warehouse';
 import { prng, workload } from '../../../test/workload.js';
 import { encodeReports, WrittenRows } from './rows.js';
 
@@ -10,17 +10,17 @@ class Table {
   readonly rows = new Map<string, unknown[]>();
   written = 0;
   private readonly keyColumns: number;
+  private readonly types: readonly RowBinaryType[];
 
-  constructor(keyColumns: number) {
+  constructor(keyColumns: number, types: readonly RowBinaryType[]) {
     this.keyColumns = keyColumns;
+    this.types = types;
   }
 
   /** Upserts the rows; returns their keys. */
-  insert(body: string): string[] {
+  insert(body: Uint8Array): string[] {
     const keys: string[] = [];
-    for (const line of body.split('\n')) {
-      if (line === '') continue;
-      const row = JSON.parse(line) as unknown[];
+    for (const row of readRowBinary(body, this.types)) {
       const key = JSON.stringify(row.slice(0, this.keyColumns));
       const held = this.rows.get(key);
       if (held === undefined || (held.at(-1) as number) <= (row.at(-1) as number)) this.rows.set(key, row);
@@ -47,7 +47,7 @@ interface Tables {
   readonly minutes: Table;
 }
 
-const tables = (): Tables => ({ impressions: new Table(3), minutes: new Table(4) });
+const tables = (): Tables => ({ impressions: new Table(3, IMPRESSION_TYPES), minutes: new Table(4, MINUTE_TYPES) });
 
 /**
  * A live-looking log: the synthetic workload, plus exact resends, neighbours swapped (out-of-order

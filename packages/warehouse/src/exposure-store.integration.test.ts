@@ -1,0 +1,139 @@
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import { openWarehouse, type Warehouse } from './client.js';
+import { migrate } from './migrations.js';
+import { ExposureStore, RowsEncoder, type ResultsWrite } from './exposure-store.js';
+import { uniqueName } from '../../../test/support.js';
+
+let warehouse: Warehouse;
+let store: ExposureStore;
+const dataDir = mkdtempSync(join(tmpdir(), 'dwell-store-'));
+
+beforeAll(async () => {
+  warehouse = await openWarehouse({
+    url: inject('clickhouseUrl'),
+    username: inject('clickhouseUser'),
+    password: inject('clickhousePassword'),
+    database: uniqueName('store'),
+    dataDir,
+  });
+  await migrate(warehouse);
+  store = new ExposureStore(warehouse);
+});
+
+afterAll(async () => {
+  await warehouse.client.command({ query: `DROP DATABASE IF EXISTS ${warehouse.database}` });
+  await warehouse.close();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+// 64-bit numbers are selected as text: a server quotes them in JSON, chDB does not.
+// Values that a text encoding or a careless binary one would get wrong: multi-byte and long
+// strings, quotes and newlines, milliseconds beyond 32 bits, a version beyond 32 bits.
+const pageViewId = `pv-'ü\n€-${'x'.repeat(150)}`;
+const common = {
+  site_id: 'site-ß',
+  page_view_id: pageViewId,
+  impression_id: 'imp-"1"',
+  user_id: 'user-\\1',
+  ad_id: 'ad-😀',
+  campaign_id: 'campaign-1',
+  rules_version: 1,
+};
+
+function write(version: number, viewableMs: number, token: string): ResultsWrite {
+  const impressions = new RowsEncoder();
+  const minutes = new RowsEncoder();
+  impressions.impression(
+    {
+      ...common,
+      media: 'video',
+      width: 640,
+      height: 360,
+      measurable: true,
+      viewable: true,
+      billable: true,
+      viewable_ms: viewableMs,
+      credited_ms: viewableMs,
+      longest_run_ms: 2000,
+      flags: [],
+      first_server_ms: 1_764_000_000_123,
+      last_server_ms: 1_764_000_004_987,
+    },
+    false,
+    version,
+  );
+  minutes.minute({ ...common, minute_start_ms: 1_764_000_000_000, viewable_ms: viewableMs }, version);
+  return {
+    impressions: impressions.finish(),
+    minutes: minutes.finish(),
+    ranges: [{ topic: 'dwell.events.v1', partition: 0, first_offset: '0', last_offset: String(version), events: 9, rejected: 0 }],
+    rulesVersion: 1,
+    processorId: 'test',
+    token,
+  };
+}
+
+async function rows(query: string): Promise<Record<string, unknown>[]> {
+  const result = await warehouse.client.query({ query, format: 'JSONEachRow' });
+  return result.json<Record<string, unknown>>();
+}
+
+describe('ExposureStore.writeResults', () => {
+  it('stores every value as computed, once per token, the latest version winning', async () => {
+    const db = warehouse.database;
+    await store.writeResults(write(5_000_000_000, 3000, 'w1'));
+    // A retry of the same write (its first attempt landed, its answer was lost) stores nothing.
+    await store.writeResults(write(5_000_000_000, 3000, 'w1'));
+    await store.writeResults(write(5_000_000_007, 4000, 'w2'));
+
+    expect(await rows(`SELECT toString(count()) AS n FROM ${db}.impressions`)).toEqual([{ n: '2' }]);
+    expect(await rows(`SELECT toString(count()) AS n FROM ${db}.exposure_minutes`)).toEqual([{ n: '2' }]);
+    expect(await rows(`SELECT toString(count()) AS n FROM ${db}.processed_ranges`)).toEqual([{ n: '2' }]);
+    expect(
+      await rows(
+        `SELECT site_id, page_view_id, impression_id, user_id, ad_id, campaign_id, media, width, height,
+                measurable, viewable, billable, toString(viewable_ms) AS viewable_ms, toString(credited_ms) AS credited_ms,
+                toString(longest_run_ms) AS longest_run_ms, flags,
+                toString(toUnixTimestamp64Milli(first_server_ms)) AS first, toString(toUnixTimestamp64Milli(last_server_ms)) AS last,
+                final, rules_version, toString(version) AS version
+         FROM ${db}.impressions FINAL`,
+      ),
+    ).toEqual([
+      {
+        ...common,
+        media: 'video',
+        width: 640,
+        height: 360,
+        measurable: 1,
+        viewable: 1,
+        billable: 1,
+        viewable_ms: '4000',
+        credited_ms: '4000',
+        longest_run_ms: '2000',
+        flags: [],
+        first: '1764000000123',
+        last: '1764000004987',
+        final: 0,
+        rules_version: 1,
+        version: '5000000007',
+      },
+    ]);
+    expect(
+      await rows(
+        `SELECT site_id, page_view_id, impression_id, toUnixTimestamp(minute) AS minute, user_id, ad_id, campaign_id,
+                viewable_ms, rules_version, toString(version) AS version
+         FROM ${db}.exposure_minutes FINAL`,
+      ),
+    ).toEqual([
+      { ...common, minute: 1_764_000_000, viewable_ms: 4000, rules_version: 1, version: '5000000007' },
+    ]);
+    // Embedded, the rows passed through files: none is left behind.
+    const spool = join(dataDir, 'dwell-inserts');
+    if (warehouse.mode === 'embedded') expect(readdirSync(spool)).toEqual([]);
+    else expect(existsSync(spool)).toBe(false);
+  });
+});
