@@ -40,9 +40,18 @@ export class RowBinaryWriter {
     // At most 3 bytes per UTF-16 unit: below 43 units the byte length fits one LEB128 byte.
     if (chars < 43) {
       this.room(1 + chars * 3);
-      const bytes = this.buf.write(value, this.at + 1, 'utf8');
-      this.buf[this.at] = bytes;
-      this.at += 1 + bytes;
+      const buf = this.buf;
+      const start = this.at + 1;
+      // ASCII byte by byte: cheaper than a call into the UTF-8 encoder for a short string.
+      let i = 0;
+      for (; i < chars; i++) {
+        const code = value.charCodeAt(i);
+        if (code >= 0x80) break;
+        buf[start + i] = code;
+      }
+      const bytes = i === chars ? chars : buf.write(value, start, 'utf8');
+      buf[this.at] = bytes;
+      this.at = start + bytes;
       return;
     }
     const bytes = Buffer.byteLength(value, 'utf8');
@@ -69,15 +78,16 @@ export class RowBinaryWriter {
   }
 
   uint16(value: number): void {
+    const checked = this.checked(value, 0xffff);
     this.room(2);
-    this.buf.writeUInt16LE(this.checked(value, 0xffff), this.at);
-    this.at += 2;
+    this.buf[this.at++] = checked & 0xff;
+    this.buf[this.at++] = checked >>> 8;
   }
 
   uint32(value: number): void {
+    const checked = this.checked(value, 0xffff_ffff);
     this.room(4);
-    this.buf.writeUInt32LE(this.checked(value, 0xffff_ffff), this.at);
-    this.at += 4;
+    this.word(checked);
   }
 
   uint64(value: number): void {
@@ -89,9 +99,19 @@ export class RowBinaryWriter {
     if (!Number.isSafeInteger(value)) throw new RowBinaryError(`${value} is not a safe integer`);
     this.room(8);
     const high = Math.floor(value / TWO_32);
-    this.buf.writeUInt32LE(value - high * TWO_32, this.at);
-    this.buf.writeInt32LE(high, this.at + 4);
-    this.at += 8;
+    this.word(value - high * TWO_32);
+    this.word(high >>> 0);
+  }
+
+  /** A 32-bit word, little-endian; `value` in 0..2^32-1, room already made. */
+  private word(value: number): void {
+    const buf = this.buf;
+    const at = this.at;
+    buf[at] = value & 0xff;
+    buf[at + 1] = (value >>> 8) & 0xff;
+    buf[at + 2] = (value >>> 16) & 0xff;
+    buf[at + 3] = value >>> 24;
+    this.at = at + 4;
   }
 
   /** The bytes written so far; the writer must not be used afterwards. */
