@@ -231,13 +231,12 @@ export class ExposureStore {
    */
   async writeResults(write: ResultsWrite): Promise<void> {
     const at = Date.now();
-    await this.insertEncoded(
-      'impressions',
-      IMPRESSION_SPEC,
-      write.impressions,
-      `${write.token}/impressions`,
-    );
-    await this.insertEncoded('exposure_minutes', MINUTE_SPEC, write.minutes, `${write.token}/minutes`);
+    // The two tables at once (ClickHouse parses and stores each in threads of its own); the audit
+    // trail only once both hold their rows.
+    await Promise.all([
+      this.insertEncoded('impressions', IMPRESSION_SPEC, write.impressions, `${write.token}/impressions`),
+      this.insertEncoded('exposure_minutes', MINUTE_SPEC, write.minutes, `${write.token}/minutes`),
+    ]);
     if (write.ranges.length > 0) {
       await this.client.insert({
         table: `${this.db}.processed_ranges`,
@@ -267,12 +266,11 @@ export class ExposureStore {
   ): Promise<void> {
     if (rows.rows === 0) return;
     const into = `INSERT INTO ${this.db}.${table} (${spec.map(([name]) => name).join(', ')})`;
-    const settings = { insert_deduplication_token: token };
     if (this.spool === undefined) {
       const result = await this.client.exec({
         query: `${into} FORMAT RowBinary`,
         values: Readable.from([rows.body], { objectMode: false }),
-        clickhouse_settings: settings,
+        clickhouse_settings: { insert_deduplication_token: token },
       });
       // The answer of an insert is empty; reading it to the end frees the connection.
       for await (const chunk of result.stream) void chunk;
@@ -281,9 +279,10 @@ export class ExposureStore {
     const file = this.spool.next();
     await writeFile(file, rows.body);
     try {
+      // The token in the statement itself: embedded, clickhouse_settings become a SET on the
+      // connection, which another insert running at the same time would share.
       await this.client.command({
-        query: `${into} SELECT * FROM file(${sqlString(file)}, 'RowBinary', ${sqlString(structureOf(spec))})`,
-        clickhouse_settings: settings,
+        query: `${into} SETTINGS insert_deduplication_token = ${sqlString(token)} SELECT * FROM file(${sqlString(file)}, 'RowBinary', ${sqlString(structureOf(spec))})`,
       });
     } finally {
       await rm(file, { force: true });
