@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Warehouse } from './client.js';
+import { sqlString } from './audit.js';
 import { RowBinaryWriter, type RowBinaryType } from './row-binary.js';
 
 /** A row of `impressions`, as the processor computes it. Times are Unix ms. */
@@ -115,10 +116,24 @@ export const MINUTE_COLUMNS = MINUTE_SPEC.map(([name]) => name);
 export const IMPRESSION_TYPES: readonly RowBinaryType[] = IMPRESSION_SPEC.map(([, type]) => type);
 export const MINUTE_TYPES: readonly RowBinaryType[] = MINUTE_SPEC.map(([, type]) => type);
 
-/** The structure argument of `file()` that reads a body of these columns. */
-function structureOf(spec: readonly ColumnSpec[]): string {
-  return spec.map(([name, encoding, readAs]) => `${name} ${readAs ?? encoding}`).join(', ');
+/** What an insert into a result table needs, computed once: its column list and the `file()` structure. */
+interface ResultTable {
+  readonly name: string;
+  readonly columns: string;
+  /** The structure argument of `file()` that reads a body of these columns, as a SQL literal. */
+  readonly structure: string;
 }
+
+function resultTable(name: string, spec: readonly ColumnSpec[]): ResultTable {
+  return {
+    name,
+    columns: spec.map(([column]) => column).join(', '),
+    structure: sqlString(spec.map(([column, encoding, readAs]) => `${column} ${readAs ?? encoding}`).join(', ')),
+  };
+}
+
+const IMPRESSIONS_TABLE = resultTable('impressions', IMPRESSION_SPEC);
+const MINUTES_TABLE = resultTable('exposure_minutes', MINUTE_SPEC);
 
 /** Appends rows to an {@link EncodedRows} body; one per table per write. */
 export class RowsEncoder {
@@ -234,8 +249,8 @@ export class ExposureStore {
     // The two tables at once (ClickHouse parses and stores each in threads of its own); the audit
     // trail only once both hold their rows.
     await Promise.all([
-      this.insertEncoded('impressions', IMPRESSION_SPEC, write.impressions, `${write.token}/impressions`),
-      this.insertEncoded('exposure_minutes', MINUTE_SPEC, write.minutes, `${write.token}/minutes`),
+      this.insertEncoded(IMPRESSIONS_TABLE, write.impressions, `${write.token}/impressions`),
+      this.insertEncoded(MINUTES_TABLE, write.minutes, `${write.token}/minutes`),
     ]);
     if (write.ranges.length > 0) {
       await this.client.insert({
@@ -259,13 +274,12 @@ export class ExposureStore {
    * ClickHouse takes SQL text only, so there the body goes through a file that `file()` reads.
    */
   private async insertEncoded(
-    table: string,
-    spec: readonly ColumnSpec[],
+    table: ResultTable,
     rows: EncodedRows,
     token: string,
   ): Promise<void> {
     if (rows.rows === 0) return;
-    const into = `INSERT INTO ${this.db}.${table} (${spec.map(([name]) => name).join(', ')})`;
+    const into = `INSERT INTO ${this.db}.${table.name} (${table.columns})`;
     if (this.spool === undefined) {
       const result = await this.client.exec({
         query: `${into} FORMAT RowBinary`,
@@ -282,7 +296,7 @@ export class ExposureStore {
       // The token in the statement itself: embedded, clickhouse_settings become a SET on the
       // connection, which another insert running at the same time would share.
       await this.client.command({
-        query: `${into} SETTINGS insert_deduplication_token = ${sqlString(token)} SELECT * FROM file(${sqlString(file)}, 'RowBinary', ${sqlString(structureOf(spec))})`,
+        query: `${into} SETTINGS insert_deduplication_token = ${sqlString(token)} SELECT * FROM file(${sqlString(file)}, 'RowBinary', ${table.structure})`,
       });
     } finally {
       await rm(file, { force: true });
@@ -381,9 +395,4 @@ class Spool {
   next(): string {
     return join(this.folder, `${process.pid}-${++this.count}.rowbinary`);
   }
-}
-
-/** A ClickHouse string literal. */
-function sqlString(value: string): string {
-  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 }
