@@ -79,6 +79,25 @@ export class ImpressionTrack {
   /** Earlier minutes as `[minute start, ms, …]`; most impressions never need it. */
   private earlier: number[] | null = null;
 
+  // What the page view's last report said of it (PageViewState.report). Not derived from the
+  // events, so a recompute leaves it alone.
+  /** Report round that listed it last; it is in the last report when that is the last round. */
+  reportedIn = 0;
+  /** Listed in the report being written. */
+  listedIn = 0;
+  /** The identity fields the last report gave it. */
+  reportedMeta: ImpressionMeta | undefined = undefined;
+  reportedFirstServerMs = 0;
+  reportedLastServerMs = 0;
+  /** Its other values in the last report; NaN when unknown (restored), which compares unequal. */
+  reportedCreditedMs = Number.NaN;
+  reportedLongestRunMs = Number.NaN;
+  reportedViewableMs = Number.NaN;
+  /** measurable | viewable << 1 | billable << 2, or -1 when unknown. */
+  reportedBits = -1;
+  /** Billed minutes of the last report as `[minute start, ms, …]`, ascending. */
+  reportedMinutes: number[] | null = null;
+
   constructor(id: string, idHash: number) {
     this.id = id;
     this.idHash = idHash;
@@ -126,11 +145,39 @@ export class ImpressionTrack {
 
   /** `[minute start, ms]` pairs in ascending minute order. */
   minuteRows(): [minuteStartMs: number, ms: number][] {
+    const pairs = this.minutePairs([]);
     const rows: [number, number][] = [];
-    const earlier = this.earlier ?? [];
-    for (let i = 0; i < earlier.length; i += 2) rows.push([earlier[i] ?? 0, earlier[i + 1] ?? 0]);
-    if (this.minuteMs > 0) rows.push([this.minute, this.minuteMs]);
-    return rows.sort((a, b) => a[0] - b[0]);
+    for (let i = 0; i < pairs.length; i += 2) rows.push([pairs[i] ?? 0, pairs[i + 1] ?? 0]);
+    return rows;
+  }
+
+  /** Its credited minutes into `out` (emptied first) as `[minute start, ms, …]`, ascending; returns `out`. */
+  minutePairs(out: number[]): number[] {
+    out.length = 0;
+    const earlier = this.earlier;
+    if (earlier !== null) for (let i = 0; i < earlier.length; i++) out.push(earlier[i] ?? 0);
+    if (this.minuteMs > 0) out.push(this.minute, this.minuteMs);
+    // Time moves forward, so the pairs are almost always in order already: insertion sort.
+    for (let i = 2; i < out.length; i += 2) {
+      const minute = out[i] ?? 0;
+      const ms = out[i + 1] ?? 0;
+      let j = i - 2;
+      for (; j >= 0 && (out[j] ?? 0) > minute; j -= 2) {
+        out[j + 2] = out[j] ?? 0;
+        out[j + 3] = out[j + 1] ?? 0;
+      }
+      out[j + 2] = minute;
+      out[j + 3] = ms;
+    }
+    return out;
+  }
+
+  /** The ms credited in the minute starting at `minute`; 0 when none. */
+  msInMinute(minute: number): number {
+    if (minute === this.minute) return this.minuteMs;
+    const earlier = this.earlier;
+    if (earlier !== null) for (let i = 0; i < earlier.length; i += 2) if (earlier[i] === minute) return earlier[i + 1] ?? 0;
+    return 0;
   }
 
   private addMinute(minute: number, ms: number): void {

@@ -1,11 +1,11 @@
 /**
  * What a partition hands its caller for one page view: the complete current results, plus
  * retractions of rows reported earlier that no longer hold, so that upserting reports in order
- * always leaves exactly the current results in the tables.
+ * always leaves exactly the current results in the tables. Either as rows streamed into a
+ * {@link ReportSink} (no objects per report), or collected into {@link PageViewReport}s.
  */
 import type { Media } from '@dwell/protocol';
-import type { PageViewState } from './page-view-state.js';
-import type { ExposureFlag, ImpressionResult, MinuteBucketRow } from './results.js';
+import type { ExposureFlag, ImpressionResult, MinuteBucketRow, PageViewIdentity } from './results.js';
 
 /**
  * The complete current results of one page view. To upsert: `impressions`, `buckets`, and the
@@ -51,105 +51,88 @@ export type ReportedImpression = readonly [
 ];
 
 /**
- * The report of a page view: its complete current results, and retractions of what was reported
- * before (`reported`) and no longer holds. Returns the report and what it reports now.
+ * Receives page view reports as rows (PartitionExposure.writeChanges): `pageView`, then that page
+ * view's rows. Per page view, the impression rows come in impression order, current ones before
+ * retracted ones, and so do the minute rows. The row objects are reused from call to call: read
+ * them before returning, keep none.
  */
-export function reportPageView(
-  state: PageViewState,
-  previous: readonly ReportedImpression[],
-  final: boolean,
-  rules_version: number,
-): { report: PageViewReport; reported: ReportedImpression[] } {
-  const { identity, flags, impressions, buckets } = state.results();
-  const { page_view_id, site_id, user_id } = identity;
-  // Bucket rows come grouped by impression, in impression order: one walk pairs them up.
-  const reported: ReportedImpression[] = [];
-  let b = 0;
-  for (const i of impressions) {
-    const minutes: number[] = [];
-    for (let row = buckets[b]; row !== undefined && row.impression_id === i.impression_id; row = buckets[++b])
-      minutes.push(row.minute_start_ms);
-    reported.push([
-      i.impression_id,
-      i.ad_id,
-      i.campaign_id,
-      i.media,
-      i.width,
-      i.height,
-      i.first_server_ms,
-      i.last_server_ms,
-      minutes,
-    ]);
-  }
-  const retracted_impressions: ImpressionResult[] = [];
-  const retracted_buckets: MinuteBucketRow[] = [];
-  if (previous.length > 0) {
-    const now = previous.length > 16 ? new Map(reported.map((r) => [r[0], r])) : undefined;
-    for (const [
-      impression_id,
-      ad_id,
-      campaign_id,
-      media,
-      width,
-      height,
-      first_server_ms,
-      last_server_ms,
-      minutes,
-    ] of previous) {
-      const current =
-        now !== undefined ? now.get(impression_id) : reported.find((r) => r[0] === impression_id);
-      if (current === undefined) {
-        retracted_impressions.push({
-          rules_version,
-          page_view_id,
-          site_id,
-          user_id,
-          impression_id,
-          ad_id,
-          campaign_id,
-          media,
-          width,
-          height,
-          measurable: false,
-          viewable: false,
-          billable: false,
-          viewable_ms: 0,
-          credited_ms: 0,
-          longest_run_ms: 0,
-          flags,
-          first_server_ms,
-          last_server_ms,
-        });
-      }
-      const still = current?.[8] ?? [];
-      for (const minute_start_ms of minutes) {
-        if (!still.includes(minute_start_ms))
-          retracted_buckets.push({
-            rules_version,
-            page_view_id,
-            site_id,
-            user_id,
-            impression_id,
-            ad_id,
-            campaign_id,
-            minute_start_ms,
-            viewable_ms: 0,
-          });
-      }
-    }
-  }
-  return {
-    report: {
-      page_view_id,
-      site_id,
-      user_id,
-      flags,
+export interface ReportSink {
+  pageView(identity: PageViewIdentity, flags: readonly ExposureFlag[], final: boolean): void;
+  /** `retracted`: a zeroed row for an impression reported earlier that no longer appears. */
+  impression(row: ImpressionResult, retracted: boolean): void;
+  /** `retracted`: a 0 ms row for a minute reported earlier that no longer bills. */
+  minute(row: MinuteBucketRow, retracted: boolean): void;
+}
+
+type Collected = {
+  -readonly [K in keyof PageViewReport]: PageViewReport[K] extends readonly (infer T)[] ? T[] : PageViewReport[K];
+};
+
+/** A sink that keeps every report as a {@link PageViewReport}, closed and open apart. */
+export class ReportCollector implements ReportSink {
+  readonly closed: PageViewReport[] = [];
+  readonly changed: PageViewReport[] = [];
+  private current: Collected | undefined;
+
+  pageView(identity: PageViewIdentity, flags: readonly ExposureFlag[], final: boolean): void {
+    const report: Collected = {
+      page_view_id: identity.page_view_id,
+      site_id: identity.site_id,
+      user_id: identity.user_id,
+      flags: [...flags],
       final,
-      impressions,
-      buckets,
-      retracted_impressions,
-      retracted_buckets,
-    },
-    reported,
-  };
+      impressions: [],
+      buckets: [],
+      retracted_impressions: [],
+      retracted_buckets: [],
+    };
+    (final ? this.closed : this.changed).push(report);
+    this.current = report;
+  }
+
+  impression(r: ImpressionResult, retracted: boolean): void {
+    const report = this.open();
+    (retracted ? report.retracted_impressions : report.impressions).push({
+      rules_version: r.rules_version,
+      page_view_id: r.page_view_id,
+      site_id: r.site_id,
+      user_id: r.user_id,
+      impression_id: r.impression_id,
+      ad_id: r.ad_id,
+      campaign_id: r.campaign_id,
+      media: r.media,
+      width: r.width,
+      height: r.height,
+      measurable: r.measurable,
+      viewable: r.viewable,
+      billable: r.billable,
+      viewable_ms: r.viewable_ms,
+      credited_ms: r.credited_ms,
+      longest_run_ms: r.longest_run_ms,
+      // The report's own list: every row of a report shares it.
+      flags: report.flags,
+      first_server_ms: r.first_server_ms,
+      last_server_ms: r.last_server_ms,
+    });
+  }
+
+  minute(b: MinuteBucketRow, retracted: boolean): void {
+    const report = this.open();
+    (retracted ? report.retracted_buckets : report.buckets).push({
+      rules_version: b.rules_version,
+      page_view_id: b.page_view_id,
+      site_id: b.site_id,
+      user_id: b.user_id,
+      impression_id: b.impression_id,
+      ad_id: b.ad_id,
+      campaign_id: b.campaign_id,
+      minute_start_ms: b.minute_start_ms,
+      viewable_ms: b.viewable_ms,
+    });
+  }
+
+  private open(): Collected {
+    if (this.current === undefined) throw new Error('a row came before its page view');
+    return this.current;
+  }
 }

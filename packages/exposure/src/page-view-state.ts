@@ -16,14 +16,16 @@ import {
   fitsEntryLimits,
   ImpressionRegistry,
 } from './event-record.js';
-import { creditSegment } from './impression-track.js';
+import { creditSegment, type ImpressionTrack } from './impression-track.js';
+import type { ReportedImpression, ReportSink } from './page-view-report.js';
 import { VERDICT } from './qualification.js';
-import type {
-  ExposureFlag,
-  ImpressionResult,
-  MinuteBucketRow,
-  PageViewIdentity,
-  PageViewOutcome,
+import {
+  EXPOSURE_FLAGS,
+  type ExposureFlag,
+  type ImpressionResult,
+  type MinuteBucketRow,
+  type PageViewIdentity,
+  type PageViewOutcome,
 } from './results.js';
 import { DEFAULT_RULES_CONFIG, type RulesConfig } from './rules-config.js';
 import {
@@ -36,8 +38,57 @@ import {
   parseEvents,
   parseIdentity,
   parseMeta,
+  SnapshotError,
   type PageViewSnapshot,
 } from './snapshot.js';
+
+/** The flags of each combination of EXPOSURE_FLAGS bits (bit i: flag i), one shared list each. */
+const FLAG_LISTS: readonly (readonly ExposureFlag[])[] = Array.from({ length: 1 << EXPOSURE_FLAGS.length }, (_, mask) =>
+  Object.freeze(EXPOSURE_FLAGS.filter((_, i) => (mask & (1 << i)) !== 0)),
+);
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+// The rows a report hands its sink, overwritten for each row: a report allocates nothing per row.
+const IMPRESSION_ROW: Mutable<ImpressionResult> = {
+  rules_version: 0,
+  page_view_id: '',
+  site_id: '',
+  user_id: '',
+  impression_id: '',
+  ad_id: '',
+  campaign_id: '',
+  media: 'display',
+  width: 0,
+  height: 0,
+  measurable: false,
+  viewable: false,
+  billable: false,
+  viewable_ms: 0,
+  credited_ms: 0,
+  longest_run_ms: 0,
+  flags: [],
+  first_server_ms: 0,
+  last_server_ms: 0,
+};
+const MINUTE_ROW: Mutable<MinuteBucketRow> = {
+  rules_version: 0,
+  page_view_id: '',
+  site_id: '',
+  user_id: '',
+  impression_id: '',
+  ad_id: '',
+  campaign_id: '',
+  minute_start_ms: 0,
+  viewable_ms: 0,
+};
+const PAIRS: number[] = [];
+const PAIRS_NONE: readonly number[] = [];
+
+function sameTracks(a: readonly ImpressionTrack[], b: readonly ImpressionTrack[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 /** All results of one page view at one moment. */
 export interface PageViewResults {
@@ -76,6 +127,12 @@ export class PageViewState {
   private maxRecv = 0;
   private anchorRecv = 0;
   private anchorT = 0;
+  // The last report (see report()): its round, its impressions in its order, its flags, and
+  // whether its values were recorded by a report that may skip rows by them.
+  private reportRound = 0;
+  private reportedTracks: readonly ImpressionTrack[] = [];
+  private reportedFlagMask = -1;
+  private remembered = false;
 
   /** An empty page view. `config` defaults to rules version 1; a bad config throws RulesConfigError. */
   constructor(identity: PageViewIdentity, config: RulesConfig = DEFAULT_RULES_CONFIG) {
@@ -176,13 +233,7 @@ export class PageViewState {
 
   /** The page view's flags, in EXPOSURE_FLAGS order. */
   flags(): ExposureFlag[] {
-    this.settle();
-    const flags: ExposureFlag[] = [];
-    if (this.conflicting) flags.push('conflicting_duplicate');
-    if (this.clockRegression) flags.push('clock_regression');
-    if (this.implausible()) flags.push('implausible_timing');
-    if (this.givt) flags.push('givt_user_agent');
-    return flags;
+    return [...(FLAG_LISTS[this.flagMask()] ?? [])];
   }
 
   /** Per-impression results and billable minute buckets, recomputed in full. */
@@ -191,15 +242,11 @@ export class PageViewState {
     const { config, identity } = this;
     const impressions: ImpressionResult[] = [];
     const buckets: MinuteBucketRow[] = [];
-    const tracks = this.registry.tracks
-      .filter((track) => track.seen)
-      .sort((a, b) => a.firstSeq - b.firstSeq || a.firstPosition - b.firstPosition);
-    for (const track of tracks) {
+    for (const track of this.reportOrder()) {
       const meta = this.registry.metas[track.firstMetaIndex];
       const impression_id = track.id;
       if (meta === undefined) throw new Error('page view registry lost a meta');
-      const viewable =
-        track.longestRunMs >= (meta.media === 'video' ? config.minRunMsVideo : config.minRunMsDisplay);
+      const viewable = this.viewable(track);
       const billable = viewable && flags.length === 0;
       // Literal objects, not spreads: V8 builds a spread followed by many keys very slowly.
       impressions.push({
@@ -241,6 +288,186 @@ export class PageViewState {
     return { identity, flags, impressions, buckets };
   }
 
+  /**
+   * Writes the page view's report into `sink`: its current rows, and retractions of rows the last
+   * report gave that no longer hold. With `onlyChanged`, a row equal to what the last report gave
+   * for its key is left out, provided that report was written with `onlyChanged` too; a final
+   * report is always complete. Upserting every report in order leaves the current results.
+   */
+  report(sink: ReportSink, final: boolean, onlyChanged: boolean): void {
+    const mask = this.flagMask();
+    const flags = FLAG_LISTS[mask] ?? [];
+    const { config, identity } = this;
+    sink.pageView(identity, flags, final);
+    const skip = onlyChanged && this.remembered && !final;
+    const sameFlags = mask === this.reportedFlagMask;
+    const previous = this.reportRound;
+    const round = ++this.reportRound;
+    const current = this.reportOrder();
+    for (const track of current) track.listedIn = round;
+    const imp = IMPRESSION_ROW;
+    const min = MINUTE_ROW;
+    imp.rules_version = min.rules_version = config.rulesVersion;
+    imp.page_view_id = min.page_view_id = identity.page_view_id;
+    imp.site_id = min.site_id = identity.site_id;
+    imp.user_id = min.user_id = identity.user_id;
+    imp.flags = flags;
+
+    // Retractions of what the last report gave, in its order.
+    for (const track of this.reportedTracks) {
+      const meta = track.reportedMeta;
+      if (meta === undefined) throw new Error('page view lost a reported meta');
+      const listed = track.listedIn === round;
+      if (!listed) {
+        imp.impression_id = track.id;
+        imp.ad_id = meta.ad_id;
+        imp.campaign_id = meta.campaign_id;
+        imp.media = meta.media;
+        imp.width = meta.width;
+        imp.height = meta.height;
+        imp.measurable = imp.viewable = imp.billable = false;
+        imp.viewable_ms = imp.credited_ms = imp.longest_run_ms = 0;
+        imp.first_server_ms = track.reportedFirstServerMs;
+        imp.last_server_ms = track.reportedLastServerMs;
+        sink.impression(imp, true);
+      }
+      const minutes = track.reportedMinutes;
+      if (minutes === null || minutes.length === 0) continue;
+      const billable = listed && mask === 0 && this.viewable(track);
+      min.impression_id = track.id;
+      min.ad_id = meta.ad_id;
+      min.campaign_id = meta.campaign_id;
+      min.viewable_ms = 0;
+      for (let i = 0; i < minutes.length; i += 2) {
+        const minute = minutes[i] ?? 0;
+        if (billable && track.msInMinute(minute) > 0) continue;
+        min.minute_start_ms = minute;
+        sink.minute(min, true);
+      }
+    }
+
+    // The current rows, each left out when `skip` and equal to what the last report gave.
+    for (const track of current) {
+      const meta = this.registry.metas[track.firstMetaIndex];
+      if (meta === undefined) throw new Error('page view registry lost a meta');
+      const viewable = this.viewable(track);
+      const billable = viewable && mask === 0;
+      const viewableMs = billable ? track.creditedMs : 0;
+      const first = this.serverTime(track.firstT);
+      const last = this.serverTime(track.lastT);
+      const bits = (track.measurable ? 1 : 0) | (viewable ? 2 : 0) | (billable ? 4 : 0);
+      const sameMeta = skip && track.reportedIn === previous && track.reportedMeta === meta;
+      if (
+        !sameMeta ||
+        !sameFlags ||
+        track.reportedBits !== bits ||
+        track.reportedViewableMs !== viewableMs ||
+        track.reportedCreditedMs !== track.creditedMs ||
+        track.reportedLongestRunMs !== track.longestRunMs ||
+        track.reportedFirstServerMs !== first ||
+        track.reportedLastServerMs !== last
+      ) {
+        imp.impression_id = track.id;
+        imp.ad_id = meta.ad_id;
+        imp.campaign_id = meta.campaign_id;
+        imp.media = meta.media;
+        imp.width = meta.width;
+        imp.height = meta.height;
+        imp.measurable = track.measurable;
+        imp.viewable = viewable;
+        imp.billable = billable;
+        imp.viewable_ms = viewableMs;
+        imp.credited_ms = track.creditedMs;
+        imp.longest_run_ms = track.longestRunMs;
+        imp.first_server_ms = first;
+        imp.last_server_ms = last;
+        sink.impression(imp, false);
+      }
+      track.reportedIn = round;
+      track.reportedMeta = meta;
+      track.reportedBits = bits;
+      track.reportedViewableMs = viewableMs;
+      track.reportedCreditedMs = track.creditedMs;
+      track.reportedLongestRunMs = track.longestRunMs;
+      track.reportedFirstServerMs = first;
+      track.reportedLastServerMs = last;
+      const reported = track.reportedMinutes;
+      if (!billable) {
+        if (reported !== null) reported.length = 0;
+        continue;
+      }
+      const now = track.minutePairs(PAIRS);
+      min.impression_id = track.id;
+      min.ad_id = meta.ad_id;
+      min.campaign_id = meta.campaign_id;
+      // Both lists ascend: one walk pairs each minute with its last reported ms.
+      let j = 0;
+      const known = sameMeta && reported !== null ? reported : PAIRS_NONE;
+      for (let i = 0; i < now.length; i += 2) {
+        const minute = now[i] ?? 0;
+        const ms = now[i + 1] ?? 0;
+        while (j < known.length && (known[j] ?? 0) < minute) j += 2;
+        if (j < known.length && known[j] === minute && known[j + 1] === ms) continue;
+        min.minute_start_ms = minute;
+        min.viewable_ms = ms;
+        sink.minute(min, false);
+      }
+      if (reported === null) track.reportedMinutes = now.slice();
+      else {
+        reported.length = now.length;
+        for (let i = 0; i < now.length; i++) reported[i] = now[i] ?? 0;
+      }
+    }
+    if (!sameTracks(this.reportedTracks, current))
+      this.reportedTracks = current === this.registry.tracks ? current.slice() : current;
+    this.reportedFlagMask = mask;
+    this.remembered = onlyChanged;
+  }
+
+  /** What the last report gave of each impression, in its order (a partition snapshot's `reported`). */
+  reportedImpressions(): ReportedImpression[] {
+    return this.reportedTracks.map((track) => {
+      const meta = track.reportedMeta;
+      if (meta === undefined) throw new Error('page view lost a reported meta');
+      const pairs = track.reportedMinutes ?? [];
+      const minutes: number[] = [];
+      for (let i = 0; i < pairs.length; i += 2) minutes.push(pairs[i] ?? 0);
+      return [
+        track.id,
+        meta.ad_id,
+        meta.campaign_id,
+        meta.media,
+        meta.width,
+        meta.height,
+        track.reportedFirstServerMs,
+        track.reportedLastServerMs,
+        minutes,
+      ];
+    });
+  }
+
+  /**
+   * Restores what the last report gave, from {@link reportedImpressions} output. The values it
+   * did not record are unknown: the next report is complete.
+   *
+   * @throws SnapshotError when an impression is not the page view's, or is listed twice.
+   */
+  restoreReported(reported: readonly ReportedImpression[], field: string): void {
+    const round = ++this.reportRound;
+    this.reportedTracks = reported.map(([id, ad_id, campaign_id, media, width, height, first, last, minutes], i) => {
+      const track = this.registry.tracks.find((t) => t.id === id);
+      if (track === undefined || track.reportedIn === round)
+        throw new SnapshotError(`${field}[${i}]`, 'is not an impression of the page view, or is listed twice');
+      track.reportedIn = round;
+      track.reportedMeta = { ad_id, campaign_id, media, width, height };
+      track.reportedFirstServerMs = first;
+      track.reportedLastServerMs = last;
+      track.reportedMinutes = [...minutes].sort((a, b) => a - b).flatMap((minute) => [minute, Number.NaN]);
+      return track;
+    });
+    this.remembered = false;
+  }
+
   /** A plain JSON-compatible copy of the state; see {@link PageViewState.restore}. */
   snapshot(): PageViewSnapshot {
     return {
@@ -271,6 +498,46 @@ export class PageViewState {
         ] as const;
       }),
     };
+  }
+
+  /** Flags as EXPOSURE_FLAGS bits. */
+  private flagMask(): number {
+    this.settle();
+    return (
+      (this.conflicting ? 1 : 0) |
+      (this.clockRegression ? 2 : 0) |
+      (this.implausible() ? 4 : 0) |
+      (this.givt ? 8 : 0)
+    );
+  }
+
+  /** Rule 4 for one impression: its longest run reached its media's minimum. */
+  private viewable(track: ImpressionTrack): boolean {
+    const meta = this.registry.metas[track.firstMetaIndex];
+    if (meta === undefined) throw new Error('page view registry lost a meta');
+    return track.longestRunMs >= (meta.media === 'video' ? this.config.minRunMsVideo : this.config.minRunMsDisplay);
+  }
+
+  /**
+   * The impressions listed by some stored event, in order of first appearance (seq, then position
+   * in the event). Usually that is the registry's own order, which is then returned as is.
+   */
+  private reportOrder(): readonly ImpressionTrack[] {
+    const { tracks } = this.registry;
+    let inOrder = true;
+    for (let i = 0; i < tracks.length && inOrder; i++) {
+      const track = tracks[i] as ImpressionTrack;
+      const before = tracks[i - 1];
+      inOrder =
+        track.seen &&
+        (before === undefined ||
+          before.firstSeq < track.firstSeq ||
+          (before.firstSeq === track.firstSeq && before.firstPosition < track.firstPosition));
+    }
+    if (inOrder) return tracks;
+    return tracks
+      .filter((track) => track.seen)
+      .sort((a, b) => a.firstSeq - b.firstSeq || a.firstPosition - b.firstPosition);
   }
 
   /** Rule 7: `recv_ms(first event) + (t − t_mono(first event))`. */

@@ -10,7 +10,7 @@ import { compileRules, type CompiledRules } from './compiled-rules.js';
 import { ExpiryQueue } from './expiry-queue.js';
 import { isValidPageEvent } from './event-record.js';
 import { PageViewState } from './page-view-state.js';
-import { reportPageView, type PageViewReport, type ReportedImpression } from './page-view-report.js';
+import { ReportCollector, type PageViewReport, type ReportedImpression, type ReportSink } from './page-view-report.js';
 import type { EventOutcome } from './results.js';
 import { DEFAULT_RULES_CONFIG, type RulesConfig } from './rules-config.js';
 import {
@@ -59,7 +59,6 @@ export interface PageViewEntrySnapshot {
 
 interface Entry {
   readonly state: PageViewState;
-  reported: ReportedImpression[];
   /** In `changed` since the last report. */
   changed: boolean;
   /** Closed: ignore wherever it is still listed. */
@@ -124,25 +123,32 @@ export class PartitionExposure {
 
   /** Reports of the page views closed and changed since the last call, then forgets them. */
   takeChanges(): PartitionChanges {
-    const closed = this.closing.map((entry) => this.report(entry, true));
+    const collector = new ReportCollector();
+    this.writeChanges(collector, false);
+    return { closed: collector.closed, changed: collector.changed };
+  }
+
+  /**
+   * The reports {@link takeChanges} gives, as rows into `sink`: the closed page views' (final)
+   * first, then the changed ones'. With `onlyChanged`, a row equal to the one the page view's last
+   * report gave is left out when that report was written with `onlyChanged` too (see
+   * PageViewState.report); the rows of closed page views are always complete.
+   */
+  writeChanges(sink: ReportSink, onlyChanged: boolean): void {
+    for (const entry of this.closing) entry.state.report(sink, true, onlyChanged);
     this.closing = [];
-    const changed: PageViewReport[] = [];
     for (const entry of this.changed) {
       entry.changed = false;
-      if (!entry.closed) changed.push(this.report(entry, false));
+      if (!entry.closed) entry.state.report(sink, false, onlyChanged);
     }
     this.changed = [];
-    return { closed, changed };
   }
 
   /** A plain JSON-compatible copy of the whole partition state. */
   snapshot(): PartitionSnapshot {
     const entry = (e: Entry): PageViewEntrySnapshot => ({
       state: e.state.snapshot(),
-      reported: e.reported.map(
-        ([id, ad, campaign, media, width, height, first, last, minutes]) =>
-          [id, ad, campaign, media, width, height, first, last, [...minutes]] as const,
-      ),
+      reported: e.state.reportedImpressions(),
     });
     return {
       format: SNAPSHOT_FORMAT,
@@ -215,17 +221,11 @@ export class PartitionExposure {
     const state = new PageViewState(PageViewState.identityOf(pageEvent), this.config);
     const outcome = state.apply(pageEvent);
     if (outcome !== 'accepted') return outcome;
-    const opened: Entry = { state, reported: [], changed: false, closed: false };
+    const opened: Entry = { state, changed: false, closed: false };
     this.open.set(id, opened);
     this.expiry.push({ lastRecvMs: pageEvent.recv_ms, id, item: opened });
     this.markChanged(opened);
     return outcome;
-  }
-
-  private report(entry: Entry, final: boolean): PageViewReport {
-    const { report, reported } = reportPageView(entry.state, entry.reported, final, this.config.rulesVersion);
-    entry.reported = reported;
-    return report;
   }
 
   private markChanged(entry: Entry): void {
@@ -286,5 +286,6 @@ function parseEntry(value: unknown, field: string, config: RulesConfig): Entry {
   });
   if (state.eventCount === 0)
     throw new SnapshotError(`${field}.state.events`, 'an open page view has at least one event');
-  return { state, reported, changed: false, closed: false };
+  state.restoreReported(reported, `${field}.reported`);
+  return { state, changed: false, closed: false };
 }

@@ -6,10 +6,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { PageEvent } from '@dwell/protocol';
-import type { PageViewReport } from './page-view-report.js';
+import type { PageViewReport, ReportSink } from './page-view-report.js';
 import { PartitionExposure } from './partition-exposure.js';
 import { referencePageView } from './reference-model.js';
-import type { EventOutcome, ImpressionResult } from './results.js';
+import type { EventOutcome, ExposureFlag, ImpressionResult, MinuteBucketRow, PageViewIdentity } from './results.js';
 import { createRulesConfig, DEFAULT_RULES_CONFIG, type RulesConfig } from './rules-config.js';
 import { arbConflicts, arbPageView, arbResends } from './test-support/arbitraries.js';
 import { BASE_MS } from './test-support/events.js';
@@ -102,6 +102,28 @@ function tables(reports: readonly PageViewReport[][]) {
   };
 }
 
+/** A ReplacingMergeTree's rows, upserted in write order: each key holds its last row. */
+class Tables implements ReportSink {
+  readonly impressions = new Map<string, string>();
+  readonly minutes = new Map<string, string>();
+  written = 0;
+  private final = false;
+
+  pageView(_identity: PageViewIdentity, _flags: readonly ExposureFlag[], final: boolean): void {
+    this.final = final;
+  }
+
+  impression(row: ImpressionResult): void {
+    this.impressions.set(`${row.page_view_id}/${row.impression_id}`, JSON.stringify([row, this.final]));
+    this.written++;
+  }
+
+  minute(row: MinuteBucketRow): void {
+    this.minutes.set(`${row.page_view_id}/${row.impression_id}/${row.minute_start_ms}`, JSON.stringify(row));
+    this.written++;
+  }
+}
+
 describe.each([
   { name: 'rules version 1', config: DEFAULT_RULES_CONFIG },
   { name: 'short lateness and memory', config: SHORT },
@@ -110,6 +132,33 @@ describe.each([
     fc.assert(
       fc.property(arbLogWithTakes, ([log, takes, , cut]) => {
         expect(run(log, takes, config, cut)).toEqual(run(log, takes, config));
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('rows left out as unchanged leave the tables exactly as complete reports do, after every write', () => {
+    fc.assert(
+      fc.property(arbLogWithTakes, ([log, takes, , cut]) => {
+        const complete = new PartitionExposure(config);
+        let changedOnly = new PartitionExposure(config);
+        const full = new Tables();
+        const lean = new Tables();
+        const write = (): void => {
+          complete.writeChanges(full, false);
+          changedOnly.writeChanges(lean, true);
+          expect(lean.impressions).toEqual(full.impressions);
+          expect(lean.minutes).toEqual(full.minutes);
+        };
+        log.forEach((e, i) => {
+          // A restart forgets what was written: the next write is complete again.
+          if (i === cut) changedOnly = PartitionExposure.restore(JSON.parse(JSON.stringify(changedOnly.snapshot())), config);
+          complete.apply(e);
+          changedOnly.apply(e);
+          if (takes[i] === true) write();
+        });
+        write();
+        expect(lean.written).toBeLessThanOrEqual(full.written);
       }),
       { numRuns: 150 },
     );

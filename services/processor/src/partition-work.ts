@@ -14,7 +14,7 @@ import {
 } from '@dwell/exposure';
 import { decodePageEvent, PageEventReader, type PageEvent } from '@dwell/protocol';
 import { RowsEncoder, type EncodedRows } from '@dwell/warehouse';
-import { encodeReports, WrittenRows } from './rows.js';
+import { RowsSink, WriteTrust } from './rows.js';
 
 /** A record of a batch that is not billed as it is: its dead letter is produced by the consumer. */
 export interface Rejection {
@@ -60,8 +60,8 @@ export interface SnapshotText {
 
 interface Held {
   readonly exposure: PartitionExposure;
-  /** What this processor last wrote of each open page view: unchanged rows are not written again. */
-  readonly written: WrittenRows;
+  /** Whether writes may leave out the rows that did not change since this processor last wrote them. */
+  readonly trust: WriteTrust;
   events: number;
   rejected: number;
   oldestRecvMs: number;
@@ -88,7 +88,7 @@ export class PartitionWork {
         : PartitionExposure.restore(JSON.parse(snapshot), this.rules);
     this.held.set(partition, {
       exposure,
-      written: new WrittenRows(trustFrom),
+      trust: new WriteTrust(trustFrom),
       events: 0,
       rejected: 0,
       oldestRecvMs: Number.NaN,
@@ -146,15 +146,14 @@ export class PartitionWork {
   take(versions: ReadonlyArray<readonly [partition: number, version: number]>): TakenResults {
     const impressions = new RowsEncoder();
     const minutes = new RowsEncoder();
+    const sink = new RowsSink(impressions, minutes);
     const partitions: Array<TakenResults['partitions'][number]> = [];
     for (const [partition, version] of versions) {
       const held = this.held.get(partition);
       if (held === undefined) throw new Error(`partition ${partition} is not restored`);
-      const changes = held.exposure.takeChanges();
-      const written = held.written.begin(version) ? held.written : undefined;
+      sink.version = version;
       // Closed before changed: an id that closed and opened again must land in that order.
-      encodeReports(changes.closed, version, impressions, minutes, written);
-      encodeReports(changes.changed, version, impressions, minutes, written);
+      held.exposure.writeChanges(sink, held.trust.begin(version));
       partitions.push({
         partition,
         events: held.events,

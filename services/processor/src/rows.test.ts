@@ -3,7 +3,7 @@ import { PartitionExposure } from '@dwell/exposure';
 import type { PageEvent } from '@dwell/protocol';
 import { IMPRESSION_TYPES, MINUTE_TYPES, readRowBinary, RowsEncoder, type RowBinaryType } from '@dwell/warehouse';
 import { prng, workload } from '../../../test/workload.js';
-import { encodeReports, WrittenRows } from './rows.js';
+import { RowsSink, WriteTrust } from './rows.js';
 
 /** A ReplacingMergeTree in miniature: per key, the row of the highest version (its last column). */
 class Table {
@@ -79,30 +79,28 @@ function troubledLog(seed: number): PageEvent[] {
   return out;
 }
 
+/** One write of the core's changes into fresh encoders, then into the tables; returns the keys written. */
+function write(core: PartitionExposure, into: Tables, version: number, onlyChanged: boolean): { impressions: string[]; minutes: string[] } {
+  const impressions = new RowsEncoder();
+  const minutes = new RowsEncoder();
+  const sink = new RowsSink(impressions, minutes);
+  sink.version = version;
+  core.writeChanges(sink, onlyChanged);
+  return { impressions: into.impressions.insert(impressions.finish().body), minutes: into.minutes.insert(minutes.finish().body) };
+}
+
 /** Applies the log, writing every `every` events to both tables: complete rows, and changed rows only. */
 function run(log: readonly PageEvent[], every: number, trustFrom = 0): { full: Tables; changed: Tables; checks: number } {
   const full = tables();
   const changed = tables();
   const fullCore = new PartitionExposure();
   const changedCore = new PartitionExposure();
-  const written = new WrittenRows(trustFrom);
+  const trust = new WriteTrust(trustFrom);
   let checks = 0;
   const take = (version: number): void => {
-    const touched = { impressions: [] as string[], minutes: [] as string[] };
-    for (const [core, into, filter] of [
-      [fullCore, full, undefined],
-      [changedCore, changed, written.begin(version) ? written : undefined],
-    ] as const) {
-      const impressions = new RowsEncoder();
-      const minutes = new RowsEncoder();
-      const changes = core.takeChanges();
-      encodeReports(changes.closed, version, impressions, minutes, filter);
-      encodeReports(changes.changed, version, impressions, minutes, filter);
-      const keys = into.impressions.insert(impressions.finish().body);
-      const minuteKeys = into.minutes.insert(minutes.finish().body);
-      // The complete write touches every key whose value may have changed.
-      if (into === full) Object.assign(touched, { impressions: keys, minutes: minuteKeys });
-    }
+    // The complete write touches every key whose value may have changed.
+    const touched = write(fullCore, full, version, false);
+    write(changedCore, changed, version, trust.begin(version));
     for (const table of ['impressions', 'minutes'] as const) {
       expect(changed[table].rows.size).toBe(full[table].rows.size);
       for (const key of touched[table]) expect(changed[table].valueOf(key)).toBe(full[table].valueOf(key));
@@ -140,37 +138,50 @@ describe('writing only the rows that changed', () => {
   it('writes every row of a closed page view, changed or not', () => {
     const log = troubledLog(4);
     const core = new PartitionExposure();
-    const written = new WrittenRows(0);
+    const twin = new PartitionExposure();
     let finalReports = 0;
-    const take = (offset: number): void => {
-      const changes = core.takeChanges();
-      for (const report of changes.closed) {
-        const impressions = new RowsEncoder();
-        const minutes = new RowsEncoder();
-        written.begin(offset);
-        encodeReports([report], offset, impressions, minutes, written);
-        expect(impressions.rows).toBe(report.impressions.length + report.retracted_impressions.length);
-        expect(minutes.rows).toBe(report.buckets.length + report.retracted_buckets.length);
-        finalReports++;
-      }
-      encodeReports(changes.changed, offset, new RowsEncoder(), new RowsEncoder(), written);
+    const take = (): void => {
+      // The twin's complete reports say how many rows each closed page view has.
+      const expected = twin.takeChanges().closed.map((r) => ({
+        id: r.page_view_id,
+        impressions: r.impressions.length + r.retracted_impressions.length,
+        minutes: r.buckets.length + r.retracted_buckets.length,
+      }));
+      const seen: typeof expected = [];
+      core.writeChanges(
+        {
+          pageView: (identity, _flags, final) => {
+            if (final) seen.push({ id: identity.page_view_id, impressions: 0, minutes: 0 });
+          },
+          impression: (row) => {
+            const last = seen.at(-1);
+            if (last !== undefined && last.id === row.page_view_id) last.impressions++;
+          },
+          minute: (row) => {
+            const last = seen.at(-1);
+            if (last !== undefined && last.id === row.page_view_id) last.minutes++;
+          },
+        },
+        true,
+      );
+      expect(seen).toEqual(expected);
+      finalReports += seen.length;
     };
     log.forEach((event, offset) => {
       core.apply(event);
-      if (offset % 5 === 0) take(offset);
+      twin.apply(event);
+      if (offset % 5 === 0) take();
     });
-    take(log.length);
+    take();
     expect(finalReports).toBeGreaterThan(10);
-    // Closed page views are forgotten: what is remembered is what is still open.
-    expect(written.size).toBe(core.pageViewsInMemory);
   });
 
-  it('after a restart, skips nothing and remembers nothing until past what an earlier owner may have written', () => {
-    const rows = new WrittenRows(100);
-    expect(rows.begin(40)).toBe(false);
-    expect(rows.begin(99)).toBe(false);
-    expect(rows.begin(100)).toBe(true);
-    expect(rows.begin(120)).toBe(true);
+  it('after a restart, skips nothing until past what an earlier owner may have written', () => {
+    const trust = new WriteTrust(100);
+    expect(trust.begin(40)).toBe(false);
+    expect(trust.begin(99)).toBe(false);
+    expect(trust.begin(100)).toBe(true);
+    expect(trust.begin(120)).toBe(true);
     // And the tables still match when writes begin below the trusted offset.
     const log = troubledLog(5);
     const { changed, full } = run(log, 9, Math.floor(log.length / 2));
