@@ -16,7 +16,7 @@ import {
   fitsEntryLimits,
   ImpressionRegistry,
 } from './event-record.js';
-import { creditSegment, type ImpressionTrack } from './impression-track.js';
+import { creditSegment, type ImpressionMeta, type ImpressionTrack } from './impression-track.js';
 import type { ReportedImpression, ReportSink } from './page-view-report.js';
 import { VERDICT } from './qualification.js';
 import {
@@ -83,6 +83,17 @@ const MINUTE_ROW: Mutable<MinuteBucketRow> = {
 };
 const PAIRS: number[] = [];
 const PAIRS_NONE: readonly number[] = [];
+
+/** The impression row's identity columns. */
+function describeImpression(id: string, meta: ImpressionMeta): void {
+  const imp = IMPRESSION_ROW;
+  imp.impression_id = id;
+  imp.ad_id = meta.ad_id;
+  imp.campaign_id = meta.campaign_id;
+  imp.media = meta.media;
+  imp.width = meta.width;
+  imp.height = meta.height;
+}
 
 function sameTracks(a: readonly ImpressionTrack[], b: readonly ImpressionTrack[]): boolean {
   if (a.length !== b.length) return false;
@@ -319,12 +330,7 @@ export class PageViewState {
       if (meta === undefined) throw new Error('page view lost a reported meta');
       const listed = track.listedIn === round;
       if (!listed) {
-        imp.impression_id = track.id;
-        imp.ad_id = meta.ad_id;
-        imp.campaign_id = meta.campaign_id;
-        imp.media = meta.media;
-        imp.width = meta.width;
-        imp.height = meta.height;
+        describeImpression(track.id, meta);
         imp.measurable = imp.viewable = imp.billable = false;
         imp.viewable_ms = imp.credited_ms = imp.longest_run_ms = 0;
         imp.first_server_ms = track.reportedFirstServerMs;
@@ -367,12 +373,7 @@ export class PageViewState {
         track.reportedFirstServerMs !== first ||
         track.reportedLastServerMs !== last
       ) {
-        imp.impression_id = track.id;
-        imp.ad_id = meta.ad_id;
-        imp.campaign_id = meta.campaign_id;
-        imp.media = meta.media;
-        imp.width = meta.width;
-        imp.height = meta.height;
+        describeImpression(track.id, meta);
         imp.measurable = track.measurable;
         imp.viewable = viewable;
         imp.billable = billable;
