@@ -137,7 +137,9 @@ export class PageViewState {
   private minRecv = 0;
   private maxRecv = 0;
   private anchorRecv = 0;
+  /** `t_mono_ms` of the first and the last event by seq. */
   private anchorT = 0;
+  private lastT = 0;
   // The last report (see report()): its round, its impressions in its order, its flags, and
   // whether its values were recorded by a report that may skip rows by them.
   private reportRound = 0;
@@ -550,9 +552,7 @@ export class PageViewState {
   private implausible(): boolean {
     const n = this.events.length;
     if (n === 0) return false;
-    return (
-      this.events.t(n - 1) - this.events.t(0) > this.maxRecv - this.minRecv + this.config.plausibilitySlackMs
-    );
+    return this.lastT - this.anchorT > this.maxRecv - this.minRecv + this.config.plausibilitySlackMs;
   }
 
   private observe(pageEvent: PageEvent): void {
@@ -613,6 +613,7 @@ export class PageViewState {
     const time = events.t(index);
     const received = events.recv(index);
     const thisSeq = events.seq(index);
+    this.lastT = time;
     if (previous < 0) {
       this.anchorRecv = this.minRecv = this.maxRecv = received;
       this.anchorT = time;
