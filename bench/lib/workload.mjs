@@ -66,3 +66,38 @@ export function encodedWorkload({ seed = 1, events: total, eventsPerPageView = 3
   }
   return out.sort((a, b) => a.recvMs - b.recvMs);
 }
+
+/**
+ * One pass of a processor worker's work (a `PartitionWork` class, from whichever build) over
+ * `events` of one partition, in batches of 200, writing every `everyMs` of event time: CPU µs and
+ * rows written per event.
+ */
+export function workerPass(PartitionWork, events, everyMs) {
+  const work = new PartitionWork();
+  work.restore(0, null, 0);
+  let writeAt = events[0].recvMs + everyMs;
+  let batch = [];
+  let rows = 0;
+  const take = (offset) => {
+    work.apply(0, batch);
+    batch = [];
+    const taken = work.take([[0, offset]]);
+    rows += taken.impressions.rows + taken.minutes.rows;
+  };
+  const before = process.cpuUsage();
+  for (let offset = 0; offset < events.length; offset++) {
+    const event = events[offset];
+    if (event.recvMs >= writeAt) {
+      take(offset - 1);
+      writeAt += everyMs;
+    }
+    batch.push(event.value);
+    if (batch.length === 200) {
+      work.apply(0, batch);
+      batch = [];
+    }
+  }
+  take(events.length - 1);
+  const used = process.cpuUsage(before);
+  return { us: (used.user + used.system) / events.length, rows: rows / events.length };
+}

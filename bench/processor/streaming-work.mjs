@@ -10,7 +10,7 @@
 //   npx tsc -b && node bench/processor/streaming-work.mjs [--rate 20000] [--seconds 40] [--runs 5]
 import { PartitionWork } from '../../services/processor/dist/partition-work.js';
 import { median } from '../lib/stats.mjs';
-import { encodedWorkload } from '../lib/workload.mjs';
+import { encodedWorkload, workerPass } from '../lib/workload.mjs';
 
 const args = process.argv.slice(2);
 const flag = (name, fallback) => {
@@ -24,36 +24,8 @@ const RUNS = flag('runs', 5);
 
 const events = encodedWorkload({ seed: 99, events: RATE * SECONDS, baseMs: 1_764_000_000_000, spreadMs: SECONDS * 1000 });
 
-/** One pass over the log with a write every `everyMs` of event time; µs of CPU per event. */
-function pass(everyMs) {
-  const work = new PartitionWork();
-  work.restore(0, null, 0);
-  let writeAt = events[0].recvMs + everyMs;
-  let batch = [];
-  let rows = 0;
-  const take = (offset) => {
-    work.apply(0, batch);
-    batch = [];
-    const taken = work.take([[0, offset]]);
-    rows += taken.impressions.rows + taken.minutes.rows;
-  };
-  const before = process.cpuUsage();
-  for (let offset = 0; offset < events.length; offset++) {
-    const event = events[offset];
-    if (event.recvMs >= writeAt) {
-      take(offset - 1);
-      writeAt += everyMs;
-    }
-    batch.push(event.value);
-    if (batch.length === 200) {
-      work.apply(0, batch);
-      batch = [];
-    }
-  }
-  take(events.length - 1);
-  const used = process.cpuUsage(before);
-  return { us: (used.user + used.system) / events.length, rows: rows / events.length };
-}
+/** One pass over the log with a write every `everyMs` of event time; µs of CPU and rows per event. */
+const pass = (everyMs) => workerPass(PartitionWork, events, everyMs);
 
 pass(500); // warm-up
 const streaming = [];

@@ -9,7 +9,7 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { median } from '../lib/stats.mjs';
-import { encodedWorkload } from '../lib/workload.mjs';
+import { encodedWorkload, workerPass } from '../lib/workload.mjs';
 
 const args = process.argv.slice(2);
 const flag = (name, fallback) => {
@@ -31,33 +31,7 @@ const builds = { A: await load(dirA), B: await load(dirB) };
 const events = encodedWorkload({ seed: 99, events: RATE * SECONDS, baseMs: 1_764_000_000_000, spreadMs: SECONDS * 1000 });
 
 /** One pass with a write every 500 ms of event time; CPU µs per event. */
-function pass(PartitionWork) {
-  const work = new PartitionWork();
-  work.restore(0, null, 0);
-  let writeAt = events[0].recvMs + 500;
-  let batch = [];
-  const take = (offset) => {
-    work.apply(0, batch);
-    batch = [];
-    work.take([[0, offset]]);
-  };
-  const before = process.cpuUsage();
-  for (let offset = 0; offset < events.length; offset++) {
-    const event = events[offset];
-    if (event.recvMs >= writeAt) {
-      take(offset - 1);
-      writeAt += 500;
-    }
-    batch.push(event.value);
-    if (batch.length === 200) {
-      work.apply(0, batch);
-      batch = [];
-    }
-  }
-  take(events.length - 1);
-  const used = process.cpuUsage(before);
-  return (used.user + used.system) / events.length;
-}
+const pass = (PartitionWork) => workerPass(PartitionWork, events, 500).us;
 
 pass(builds.A);
 pass(builds.B);
