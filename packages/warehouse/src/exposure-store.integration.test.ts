@@ -137,3 +137,42 @@ describe('ExposureStore.writeResults', () => {
     else expect(existsSync(spool)).toBe(false);
   });
 });
+
+describe('ExposureStore snapshots', () => {
+  it('stores a snapshot larger than ClickHouse takes as one JSON row, and reads back the newest at or before an offset exactly', async () => {
+    const topic = `topic-'ü"`;
+    // A partition's snapshot under steady traffic is hundreds of MB; as a JSON row ClickHouse
+    // refuses one beyond about 100 MB. Multi-byte characters, quotes, backslashes and newlines too.
+    const piece = `{"id":"pv-'ü\n€","t":[1764000000123,2,3],"q":"\\"😀\\\\"},`;
+    const large = `[${piece.repeat(Math.ceil(120e6 / piece.length))}{}]`;
+    const save = (offset: string, snapshot: string, partition = 3) =>
+      store.saveSnapshot({
+        topic,
+        partition,
+        nextOffset: offset,
+        rulesVersion: 1,
+        rulesFingerprint: `1:${offset}`,
+        pageViews: 2,
+        snapshot,
+        processorId: 'p-1',
+      });
+    await save('100', '{"small":true}');
+    await save('9007199254740000', large);
+    await save('9007199254740001', '{"later":"ü"}');
+    await save('150', '{"other partition":1}', 4);
+
+    const newest = await store.latestSnapshot(topic, 3, '9007199254740000');
+    expect(newest?.next_offset).toBe('9007199254740000');
+    expect(newest?.rules_fingerprint).toBe('1:9007199254740000');
+    expect(newest?.snapshot.length).toBe(large.length);
+    expect(newest?.snapshot === large).toBe(true);
+    expect(await store.latestSnapshot(topic, 3, '9007199254739999')).toEqual({
+      next_offset: '100',
+      rules_fingerprint: '1:100',
+      snapshot: '{"small":true}',
+    });
+    expect(await store.latestSnapshot(topic, 3, '99')).toBeUndefined();
+    expect(await store.latestSnapshot('another topic', 3, '9007199254740001')).toBeUndefined();
+    expect((await store.latestSnapshot(topic, 4, '9007199254740001'))?.snapshot).toBe('{"other partition":1}');
+  });
+});

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Warehouse } from './client.js';
 import { sqlString } from './audit.js';
-import { RowBinaryWriter, type RowBinaryType } from './row-binary.js';
+import { readRowBinary, RowBinaryWriter, type RowBinaryType } from './row-binary.js';
 
 /** A row of `impressions`, as the processor computes it. Times are Unix ms. */
 export interface ImpressionRow {
@@ -134,6 +134,25 @@ function resultTable(name: string, spec: readonly ColumnSpec[]): ResultTable {
 
 const IMPRESSIONS_TABLE = resultTable('impressions', IMPRESSION_SPEC);
 const MINUTES_TABLE = resultTable('exposure_minutes', MINUTE_SPEC);
+
+/**
+ * A snapshot row. Snapshots go in and out as RowBinary, never JSON: a partition's snapshot under
+ * steady traffic is hundreds of MB of one string, which ClickHouse refuses as a JSON row beyond
+ * about 100 MB, and which escaping would copy twice more on the way.
+ */
+const SNAPSHOT_SPEC = [
+  ['topic', 'String'],
+  ['partition', 'UInt32'],
+  ['next_offset', 'UInt64'],
+  ['rules_version', 'UInt16'],
+  ['rules_fingerprint', 'String'],
+  ['page_views', 'UInt32'],
+  ['snapshot', 'String'],
+  ['processor_id', 'String'],
+  ['created_at', 'Int64', 'DateTime64(3)'],
+] as const satisfies readonly ColumnSpec[];
+const SNAPSHOTS_TABLE = resultTable('processor_snapshots', SNAPSHOT_SPEC);
+const STORED_SNAPSHOT_TYPES: readonly RowBinaryType[] = ['UInt64', 'String', 'String'];
 
 /** Appends rows to an {@link EncodedRows} body; one per table per write. */
 export class RowsEncoder {
@@ -272,11 +291,12 @@ export class ExposureStore {
   /**
    * Passes encoded rows on as they are. A server takes the RowBinary body over HTTP; embedded
    * ClickHouse takes SQL text only, so there the body goes through a file that `file()` reads.
+   * `token`: the insert's deduplication token, if it has one.
    */
   private async insertEncoded(
     table: ResultTable,
     rows: EncodedRows,
-    token: string,
+    token: string | undefined,
   ): Promise<void> {
     if (rows.rows === 0) return;
     const into = `INSERT INTO ${this.db}.${table.name} (${table.columns})`;
@@ -284,7 +304,7 @@ export class ExposureStore {
       const result = await this.client.exec({
         query: `${into} FORMAT RowBinary`,
         values: Readable.from([rows.body], { objectMode: false }),
-        clickhouse_settings: { insert_deduplication_token: token },
+        clickhouse_settings: token === undefined ? {} : { insert_deduplication_token: token },
       });
       // The answer of an insert is empty; reading it to the end frees the connection.
       for await (const chunk of result.stream) void chunk;
@@ -295,8 +315,9 @@ export class ExposureStore {
     try {
       // The token in the statement itself: embedded, clickhouse_settings become a SET on the
       // connection, which another insert running at the same time would share.
+      const settings = token === undefined ? '' : ` SETTINGS insert_deduplication_token = ${sqlString(token)}`;
       await this.client.command({
-        query: `${into} SETTINGS insert_deduplication_token = ${sqlString(token)} SELECT * FROM file(${sqlString(file)}, 'RowBinary', ${table.structure})`,
+        query: `${into}${settings} SELECT * FROM file(${sqlString(file)}, 'RowBinary', ${table.structure})`,
       });
     } finally {
       await rm(file, { force: true });
@@ -313,23 +334,18 @@ export class ExposureStore {
     snapshot: string;
     processorId: string;
   }): Promise<void> {
-    await this.client.insert({
-      table: `${this.db}.processor_snapshots`,
-      values: [
-        {
-          topic: snapshot.topic,
-          partition: snapshot.partition,
-          next_offset: snapshot.nextOffset,
-          rules_version: snapshot.rulesVersion,
-          rules_fingerprint: snapshot.rulesFingerprint,
-          page_views: snapshot.pageViews,
-          snapshot: snapshot.snapshot,
-          processor_id: snapshot.processorId,
-          created_at: Date.now(),
-        },
-      ],
-      format: 'JSONEachRow',
-    });
+    // ASCII JSON mostly: one byte per character, and the writer grows if that is short.
+    const out = new RowBinaryWriter(snapshot.snapshot.length + 1024);
+    out.string(snapshot.topic);
+    out.uint32(snapshot.partition);
+    out.uint64(Number(snapshot.nextOffset));
+    out.uint16(snapshot.rulesVersion);
+    out.string(snapshot.rulesFingerprint);
+    out.uint32(snapshot.pageViews);
+    out.string(snapshot.snapshot);
+    out.string(snapshot.processorId);
+    out.int64(Date.now());
+    await this.insertEncoded(SNAPSHOTS_TABLE, { rows: 1, body: out.finish() }, undefined);
   }
 
   /** The newest snapshot of a partition valid at or before `atMostOffset`. */
@@ -338,18 +354,20 @@ export class ExposureStore {
     partition: number,
     atMostOffset: string,
   ): Promise<StoredSnapshot | undefined> {
-    const result = await this.client.query({
-      query: `SELECT toString(s.next_offset) AS offset_text, s.rules_fingerprint AS rules_fingerprint, s.snapshot AS snapshot
+    const result = await this.client.exec({
+      query: `SELECT s.next_offset, s.rules_fingerprint, s.snapshot
               FROM ${this.db}.processor_snapshots AS s FINAL
               WHERE s.topic = {topic:String} AND s.partition = {partition:UInt32} AND s.next_offset <= {at:UInt64}
-              ORDER BY s.next_offset DESC LIMIT 1`,
+              ORDER BY s.next_offset DESC LIMIT 1
+              FORMAT RowBinary`,
       query_params: { topic, partition, at: atMostOffset },
-      format: 'JSONEachRow',
     });
-    const [row] = await result.json<{ offset_text: string; rules_fingerprint: string; snapshot: string }>();
-    return row === undefined
-      ? undefined
-      : { next_offset: row.offset_text, rules_fingerprint: row.rules_fingerprint, snapshot: row.snapshot };
+    const chunks: Buffer[] = [];
+    for await (const chunk of result.stream) chunks.push(chunk as Buffer);
+    const [row] = readRowBinary(Buffer.concat(chunks), STORED_SNAPSHOT_TYPES);
+    if (row === undefined) return undefined;
+    const [offset, fingerprint, text] = row as [number, string, string];
+    return { next_offset: offset.toString(), rules_fingerprint: fingerprint, snapshot: text };
   }
 
   /** Keeps the newest `keep` snapshots of a partition (older ones can never be needed again). */
