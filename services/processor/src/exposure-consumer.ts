@@ -7,6 +7,7 @@ import type { ExposureStore, ProcessedRange, ResultsWrite } from '@dwell/warehou
 import { Mutex } from './mutex.js';
 import type { PartitionEngine } from './partition-engine.js';
 import type { AppliedBatch, Rejection } from './partition-work.js';
+import { snapshotIntervalMs } from './snapshot-pacing.js';
 import { lagMs, writeIntervalMs } from './write-pacing.js';
 
 export interface ExposureConsumerOptions {
@@ -17,8 +18,10 @@ export interface ExposureConsumerOptions {
   readonly flushIntervalMs: number;
   /** Longest interval between writes while behind the log, ms (see write-pacing.ts); `flushIntervalMs` or less: always `flushIntervalMs`. */
   readonly maxFlushIntervalMs: number;
-  /** How often partition state is snapshotted and offsets committed, ms. */
+  /** How often partition state is snapshotted and offsets committed, ms (longer for costly snapshots, see snapshot-pacing.ts). */
   readonly snapshotIntervalMs: number;
+  /** Most of the time snapshots may take, percent (see snapshot-pacing.ts). */
+  readonly snapshotMaxPercent: number;
   /** Snapshots kept per partition. */
   readonly keepSnapshots: number;
   readonly rules?: RulesConfig;
@@ -35,6 +38,8 @@ interface PartitionState {
   snapshotAt: number;
   /** When its last snapshot was asked for (or the partition resumed), ms. */
   snapshotTime: number;
+  /** What its last snapshot cost, serializing and storing it, ms (0: none taken yet). */
+  snapshotCostMs: number;
   /** A seek was issued; batches that do not start at nextOffset are stale and skipped. */
   awaitingSeek: boolean;
   /** Page views held, as of the last write or restore. */
@@ -115,7 +120,12 @@ export class ExposureConsumer {
     this.log = deps.logger;
     this.options = deps.options;
     this.rules = deps.options.rules ?? DEFAULT_RULES_CONFIG;
-    this.metrics = processorMetrics(deps.metrics, () => this.partitions, (now) => this.writeIntervalMs(now));
+    this.metrics = processorMetrics(
+      deps.metrics,
+      () => this.partitions,
+      (now) => this.writeIntervalMs(now),
+      (state) => this.snapshotIntervalMs(state),
+    );
   }
 
   /** Subscribes and runs until `stop()`. */
@@ -275,13 +285,19 @@ export class ExposureConsumer {
     return writeIntervalMs(flushIntervalMs, maxFlushIntervalMs, lagMs(this.partitions.values(), now));
   }
 
+  /** The interval before a partition's next snapshot: the configured one, longer when its last snapshot was costly (snapshot-pacing.ts). */
+  private snapshotIntervalMs(state: PartitionState): number {
+    const { snapshotIntervalMs: base, snapshotMaxPercent } = this.options;
+    return snapshotIntervalMs(base, state.snapshotCostMs, this.partitions.size, snapshotMaxPercent);
+  }
+
   /** The partition to snapshot now, if any: the longest unsnapshotted one once its interval passed. */
   private snapshotDue(now: number): PartitionState | undefined {
     const interval = this.options.snapshotIntervalMs;
     if (now - this.lastSnapshotAt < interval / Math.max(1, this.partitions.size)) return undefined;
     let due: PartitionState | undefined;
     for (const state of this.partitions.values()) {
-      if (now - state.snapshotTime < interval || state.awaitingSeek) continue;
+      if (now - state.snapshotTime < this.snapshotIntervalMs(state) || state.awaitingSeek) continue;
       if (state.nextOffset === state.snapshotAt) {
         state.snapshotTime = now; // nothing new: nothing to store
         continue;
@@ -302,6 +318,7 @@ export class ExposureConsumer {
       unflushedFrom: offset,
       snapshotAt: offset,
       snapshotTime: Date.now(),
+      snapshotCostMs: 0,
       awaitingSeek: seek,
       pageViews,
       backlog: 0,
@@ -444,11 +461,13 @@ export class ExposureConsumer {
       if (this.failure !== undefined) throw this.failure;
       const commits: Array<{ topic: string; partition: number; offset: string }> = [];
       for (const { state, offset, snapshot } of wanted) {
-        const { text, pageViews, rulesVersion, rulesFingerprint } = await snapshot;
+        const { text, pageViews, rulesVersion, rulesFingerprint, serializeMs } = await snapshot;
+        let storeMs = 0;
         await this.retry(
           'store a snapshot',
-          () =>
-            this.store.saveSnapshot({
+          async () => {
+            const started = Date.now();
+            await this.store.saveSnapshot({
               topic: this.options.topic,
               partition: state.partition,
               nextOffset: offset.toString(),
@@ -457,10 +476,13 @@ export class ExposureConsumer {
               pageViews,
               snapshot: text,
               processorId: this.options.processorId,
-            }),
+            });
+            storeMs = Date.now() - started;
+          },
           keepAlive,
         );
-        this.metrics.snapshot(text.length);
+        state.snapshotCostMs = serializeMs + storeMs;
+        this.metrics.snapshot(text.length, state.snapshotCostMs);
         state.snapshotAt = offset;
         commits.push({ topic: this.options.topic, partition: state.partition, offset: offset.toString() });
       }
@@ -552,6 +574,7 @@ function processorMetrics(
   registry: MetricsRegistry,
   partitions: () => ReadonlyMap<number, PartitionState>,
   writeInterval: (now: number) => number,
+  snapshotInterval: (state: PartitionState) => number,
 ) {
   const outcomes = registry.counter('dwell_processor_events_total', 'Events applied, by outcome.');
   const byOutcome = new Map<string, { inc(by?: number): void }>();
@@ -572,6 +595,16 @@ function processorMetrics(
     'dwell_processor_snapshot_bytes',
     'Size of partition snapshots.',
     [1e3, 1e4, 1e5, 1e6, 1e7, 1e8],
+  );
+  const snapshotMs = registry.histogram(
+    'dwell_processor_snapshot_duration_ms',
+    'What a partition snapshot cost: serializing it (which holds up the partition\'s thread) and storing it, ms.',
+    [100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000],
+  );
+  registry.gauge(
+    'dwell_processor_snapshot_interval_ms',
+    'Current interval between snapshots, by partition: PROCESSOR_SNAPSHOT_INTERVAL_MS, or longer when the last snapshot was costly (PROCESSOR_SNAPSHOT_MAX_PERCENT).',
+    () => [...partitions().values()].map((s) => [{ partition: String(s.partition) }, snapshotInterval(s)] as const),
   );
   const retries = registry.counter(
     'dwell_processor_dependency_retries_total',
@@ -615,8 +648,9 @@ function processorMetrics(
       minuteRows.inc(minutes);
       if (freshnessMs !== undefined) freshness.observe(freshnessMs);
     },
-    snapshot(bytes: number): void {
+    snapshot(bytes: number, ms: number): void {
       snapshotBytes.observe(bytes);
+      snapshotMs.observe(ms);
     },
     retried(what: string): void {
       retries.inc(1, { what });

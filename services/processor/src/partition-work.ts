@@ -56,6 +56,8 @@ export interface SnapshotText {
   readonly pageViews: number;
   readonly rulesVersion: number;
   readonly rulesFingerprint: string;
+  /** How long taking and serializing it held up the partition's thread, ms. */
+  readonly serializeMs: number;
 }
 
 interface Held {
@@ -171,12 +173,25 @@ export class PartitionWork {
   snapshot(partition: number): SnapshotText {
     const held = this.held.get(partition);
     if (held === undefined) throw new Error(`partition ${partition} is not restored`);
+    const started = performance.now();
     const snapshot = held.exposure.snapshot();
+    const pageViews = held.exposure.pageViewsInMemory;
+    let text: string;
+    try {
+      text = JSON.stringify(snapshot);
+    } catch (error) {
+      if (!(error instanceof RangeError)) throw error;
+      throw new Error(
+        `partition ${partition} holds too much to snapshot as one text (${pageViews} page views: ${error.message}); ` +
+          'give the events topic more partitions, so that each holds fewer page views',
+      );
+    }
     return {
-      text: JSON.stringify(snapshot),
-      pageViews: held.exposure.pageViewsInMemory,
+      text,
+      pageViews,
       rulesVersion: snapshot.rules_version,
       rulesFingerprint: snapshot.rules_fingerprint,
+      serializeMs: performance.now() - started,
     };
   }
 }

@@ -1,0 +1,23 @@
+import { describe, expect, it } from 'vitest';
+import { snapshotIntervalMs } from './snapshot-pacing.js';
+
+describe('snapshotIntervalMs', () => {
+  it('is the base interval while snapshots are cheap, and before the first one', () => {
+    expect(snapshotIntervalMs(30_000, 0, 4, 10)).toBe(30_000);
+    expect(snapshotIntervalMs(30_000, 500, 4, 10)).toBe(30_000);
+    expect(snapshotIntervalMs(30_000, 750, 4, 10)).toBe(30_000);
+  });
+
+  it('stretches so that snapshots of every partition, one after another, take at most the given share of the time', () => {
+    // 4 partitions, each snapshot 20 s: 800 s apart, so 4 × 20 s of every 800 s is 10%.
+    expect(snapshotIntervalMs(30_000, 20_000, 4, 10)).toBe(800_000);
+    expect(snapshotIntervalMs(30_000, 751, 4, 10)).toBe(30_040);
+    expect(snapshotIntervalMs(30_000, 20_000, 1, 50)).toBe(40_000);
+    expect(snapshotIntervalMs(1_000, 333.3, 3, 100)).toBe(1_000);
+    expect(snapshotIntervalMs(1_000, 400.2, 3, 100)).toBe(1_201);
+  });
+
+  it('counts a partition alone as one, before any is assigned', () => {
+    expect(snapshotIntervalMs(30_000, 20_000, 0, 10)).toBe(200_000);
+  });
+});

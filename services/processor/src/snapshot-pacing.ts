@@ -1,0 +1,18 @@
+/**
+ * How often the processor snapshots a partition.
+ *
+ * A snapshot holds the partition's whole state: every page view still open, with its events. A
+ * page view stays open until the watermark is ALLOWED_LATENESS (10 min) past its last event, so
+ * under steady traffic a partition holds about eleven minutes of its events, and serializing and
+ * storing them costs that much whatever changed since the last snapshot: about 3 s for a
+ * partition taking 2,500 events/s, 20 s at 10,000 (BENCHMARKS.md, bench/processor/snapshot-steady.mjs).
+ * At a fixed interval the snapshots of busy partitions would take more time than there is, and
+ * the processor would fall behind for good. So a partition's interval stretches with what its
+ * last snapshot cost: with P partitions snapshotted one after another, a snapshot that took T ms
+ * is followed by the partition's next one no sooner than T × P × 100 / `maxPercent` ms, so that
+ * snapshots take at most `maxPercent` of the time. The price is recovery: after a crash the new
+ * owner processes again up to one (longer) interval of the log, in catch-up mode.
+ */
+export function snapshotIntervalMs(baseMs: number, lastCostMs: number, partitions: number, maxPercent: number): number {
+  return Math.max(baseMs, Math.ceil((lastCostMs * Math.max(1, partitions) * 100) / maxPercent));
+}
