@@ -131,6 +131,7 @@ export class PageViewState {
   /** NaN until the first event: a number field stays unboxed. */
   private lastRecv = Number.NaN;
   private revisionCount = 0;
+  private snapshotChanges = 0;
   private stale = false;
   // Derived from `events`, with the run state in the registry's tracks; valid while not stale.
   private clockRegression = false;
@@ -199,6 +200,14 @@ export class PageViewState {
     return this.revisionCount;
   }
 
+  /**
+   * Counts every call that may change what {@link snapshot} or {@link reportedImpressions} give
+   * (an event taken in, even as a duplicate; a report): equal counts mean equal snapshots.
+   */
+  get snapshotRevision(): number {
+    return this.snapshotChanges;
+  }
+
   /** Highest `recv_ms` of any event taken in (duplicates included): the page view's last sign of life. */
   get lastRecvMs(): number | null {
     return Number.isNaN(this.lastRecv) ? null : this.lastRecv;
@@ -226,6 +235,7 @@ export class PageViewState {
     const { registry } = this;
     if (!fitsEntryLimits(registry.tracks.length, registry.metas.length, event.impressions.length))
       return 'invalid_event';
+    this.snapshotChanges++;
     this.observe(pageEvent);
     const events = this.events;
     const n = events.length;
@@ -308,6 +318,7 @@ export class PageViewState {
    * report is always complete. Upserting every report in order leaves the current results.
    */
   report(sink: ReportSink, final: boolean, onlyChanged: boolean): void {
+    this.snapshotChanges++;
     const mask = this.flagMask();
     const flags = FLAG_LISTS[mask] ?? [];
     const { config, identity } = this;
@@ -456,6 +467,7 @@ export class PageViewState {
    * @throws SnapshotError when an impression is not the page view's, or is listed twice.
    */
   restoreReported(reported: readonly ReportedImpression[], field: string): void {
+    this.snapshotChanges++;
     const round = ++this.reportRound;
     this.reportedTracks = reported.map(([id, ad_id, campaign_id, media, width, height, first, last, minutes], i) => {
       const track = this.registry.tracks.find((t) => t.id === id);

@@ -164,6 +164,24 @@ describe.each([
     );
   });
 
+  it('the snapshot text, each page view\'s kept from call to call until it changes, is always the snapshot as JSON', () => {
+    fc.assert(
+      fc.property(arbLogWithTakes, ([log, takes, snapshots, cut]) => {
+        let p = new PartitionExposure(config);
+        const sink = new Tables();
+        log.forEach((e, i) => {
+          if (i === cut) p = PartitionExposure.restore(JSON.parse(p.snapshotText()), config);
+          p.apply(e);
+          if (takes[i] === true) p.writeChanges(sink, i % 2 === 0);
+          if (snapshots[i] === true) expect(p.snapshotText()).toBe(JSON.stringify(p.snapshot()));
+        });
+        p.writeChanges(sink, true);
+        expect(p.snapshotText()).toBe(JSON.stringify(p.snapshot()));
+      }),
+      { numRuns: 150 },
+    );
+  });
+
   it('when changes are taken changes no outcome and not what the tables end up holding', () => {
     fc.assert(
       fc.property(arbLogWithTakes, ([log, takesA, takesB]) => {

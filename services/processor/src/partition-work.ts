@@ -174,11 +174,11 @@ export class PartitionWork {
     const held = this.held.get(partition);
     if (held === undefined) throw new Error(`partition ${partition} is not restored`);
     const started = performance.now();
-    const snapshot = held.exposure.snapshot();
-    const pageViews = held.exposure.pageViewsInMemory;
+    const { exposure } = held;
+    const pageViews = exposure.pageViewsInMemory;
     let text: string;
     try {
-      text = JSON.stringify(snapshot);
+      text = exposure.snapshotText();
     } catch (error) {
       if (!(error instanceof RangeError)) throw error;
       throw new Error(
@@ -189,8 +189,8 @@ export class PartitionWork {
     return {
       text,
       pageViews,
-      rulesVersion: snapshot.rules_version,
-      rulesFingerprint: snapshot.rules_fingerprint,
+      rulesVersion: exposure.rulesVersion,
+      rulesFingerprint: exposure.rulesFingerprint,
       serializeMs: performance.now() - started,
     };
   }
