@@ -3,10 +3,12 @@
 // (10 min) past its last event, so under steady traffic a partition holds about eleven minutes of
 // its events: far more than the 30 s windows of run.mjs, whose snapshots hold only what arrived
 // since the processor started. For each rate (events/s into one partition) this applies that much
-// traffic through the processor's partition work (a write every 10 s of event time), then times a
-// snapshot as the processor takes it (serialized in the partition's worker, which holds up that
-// worker's events meanwhile), storing it in embedded ClickHouse, reading it back, and restoring it.
-// CPU is this process's (chDB's and the GC's threads included).
+// traffic through the processor's partition work (a write every 10 s of event time) and takes a
+// first snapshot, which serializes every page view; then 30 s more of traffic and the next
+// snapshot, which serializes only the page views changed since (the others' texts are kept). It
+// times that one as the processor takes it (serialized in the partition's worker, which holds up
+// that worker's events meanwhile), storing it in embedded ClickHouse, reading it back, and
+// restoring it. CPU is this process's (chDB's and the GC's threads included).
 //
 //   npx tsc -b && node --max-old-space-size=16000 bench/processor/snapshot-steady.mjs [--rates 2500,5000,10000] [--minutes 11]
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,6 +28,8 @@ const option = (name, fallback) => {
 const RATES = String(option('rates', '2500,5000,10000')).split(',').map(Number);
 const MINUTES = Number(option('minutes', 11));
 const WRITE_EVERY_MS = 10_000;
+/** Traffic between the first snapshot and the measured one: the default snapshot interval. */
+const BETWEEN_MS = 30_000;
 
 const cpuMs = () => {
   const c = process.cpuUsage();
@@ -46,29 +50,37 @@ const store = new ExposureStore(warehouse);
 const results = [];
 try {
   for (const rate of RATES) {
-    const events = encodedWorkload({ seed: 5, events: rate * MINUTES * 60, baseMs: 1_764_000_000_000, spreadMs: MINUTES * 60_000 });
+    const spanMs = MINUTES * 60_000 + BETWEEN_MS;
+    const events = encodedWorkload({ seed: 5, events: Math.round((rate * spanMs) / 1000), baseMs: 1_764_000_000_000, spreadMs: spanMs });
     events.sort((a, b) => a.recvMs - b.recvMs);
     const work = new PartitionWork();
     work.restore(0, null, 0);
+    const firstSnapshotAt = events[0].recvMs + MINUTES * 60_000;
     let writeAt = events[0].recvMs + WRITE_EVERY_MS;
+    let first;
+    const snapshot = () =>
+      timed(() => {
+        try {
+          return work.snapshot(0);
+        } catch (error) {
+          return { error: String(error) };
+        }
+      });
     for (let i = 0; i < events.length; i += 200) {
       const batch = events.slice(i, i + 200);
       work.apply(0, batch.map((e) => e.value));
-      if (batch[batch.length - 1].recvMs >= writeAt) {
+      const last = batch[batch.length - 1].recvMs;
+      if (last >= writeAt) {
         work.take([[0, i + batch.length - 1]]);
         writeAt += WRITE_EVERY_MS;
       }
+      if (first === undefined && last >= firstSnapshotAt) first = await snapshot();
     }
     work.take([[0, events.length - 1]]);
     events.length = 0;
-    const row = { eventsPerSecond: rate, minutes: MINUTES, lateness_ms: DEFAULT_RULES_CONFIG.allowedLatenessMs };
-    const serialized = await timed(() => {
-      try {
-        return work.snapshot(0);
-      } catch (error) {
-        return { error: String(error) };
-      }
-    });
+    const row = { eventsPerSecond: rate, minutes: MINUTES, betweenMs: BETWEEN_MS, lateness_ms: DEFAULT_RULES_CONFIG.allowedLatenessMs };
+    row.firstSerialize = { wallMs: first.wallMs, cpuMs: first.cpuMs };
+    const serialized = await snapshot();
     row.serialize = { wallMs: serialized.wallMs, cpuMs: serialized.cpuMs };
     if ('error' in serialized.value) {
       row.error = serialized.value.error;
@@ -91,7 +103,7 @@ try {
     const fmt = (t) => (t === undefined ? '—' : `${(t.wallMs / 1000).toFixed(1)} s (${(t.cpuMs / 1000).toFixed(1)} s CPU)`);
     process.stdout.write(
       `${rate.toLocaleString('en-US')} events/s for ${MINUTES} min: ${row.error ?? `${row.pageViews.toLocaleString('en-US')} page views, ${row.megabytes} MB`}; ` +
-        `serialize ${fmt(row.serialize)}, store ${fmt(row.store)}, read ${fmt(row.read)}, restore ${fmt(row.restore)}\n`,
+        `first snapshot serialized in ${fmt(row.firstSerialize)}; ${BETWEEN_MS / 1000} s later serialize ${fmt(row.serialize)}, store ${fmt(row.store)}, read ${fmt(row.read)}, restore ${fmt(row.restore)}\n`,
     );
   }
 } finally {
