@@ -305,3 +305,47 @@ describe('snapshot and restore', () => {
     ).toThrow(expect.objectContaining({ field: 'rules_fingerprint' }));
   });
 });
+
+describe('snapshot text', () => {
+  // Page views of one event each, 100 a second: each closes a second after it, and its id is
+  // remembered for three minutes more, so about 18,000 ids are remembered at once (several chunks
+  // of the kept text), the oldest leaving as new ones join.
+  const config = createRulesConfig({ rulesVersion: 3001, allowedLatenessMs: 1_000, closedMemoryMs: 180_000 });
+
+  it('is the snapshot as JSON while thousands of remembered closed ids come and go', () => {
+    const p = new PartitionExposure(config);
+    let mostRemembered = 0;
+    for (let i = 0; i < 30_000; i++) {
+      p.apply(at(`pv-${i}`, 1, i * 10));
+      if (i % 10 === 0) p.takeChanges();
+      mostRemembered = Math.max(mostRemembered, p.closedIdsRemembered);
+      // Irregular points, so that the front is pruned part-way into a chunk as often as not.
+      if (i % 1_777 === 0 || i % 2_903 === 0) expect(p.snapshotText()).toBe(JSON.stringify(p.snapshot()));
+    }
+    expect(mostRemembered).toBeGreaterThan(3 * 4096);
+    expect(p.snapshotText()).toBe(JSON.stringify(p.snapshot()));
+  });
+
+  it('is the snapshot as JSON when a remembered id closes again from the middle', () => {
+    // A restored partition whose remembered ids are out of order: `b` (older) lingers behind `a`
+    // after its three minutes, so it can open and close again while still remembered.
+    const p = new PartitionExposure(config);
+    p.apply(at('x', 1, 0));
+    const snapshot = JSON.parse(JSON.stringify(p.snapshot())) as Record<string, unknown>;
+    // Enough ids after them that `b` sits inside a full chunk of the kept text.
+    const more = Array.from({ length: 5_000 }, (_, i) => [`m-${i}`, BASE_MS + 70_000 + i]);
+    const restored = PartitionExposure.restore(
+      { ...snapshot, closed_recently: [['a', BASE_MS + 60_000], ['b', BASE_MS + 1_000], ...more] },
+      config,
+    );
+    expect(restored.snapshotText()).toBe(JSON.stringify(restored.snapshot()));
+    expect(restored.apply(at('b', 1, 185_000))).toBe('accepted');
+    restored.takeChanges();
+    expect(restored.snapshotText()).toBe(JSON.stringify(restored.snapshot()));
+    restored.apply(at('y', 1, 187_000));
+    restored.takeChanges();
+    const text = restored.snapshotText();
+    expect(text).toBe(JSON.stringify(restored.snapshot()));
+    expect(text).toContain(`["b",${BASE_MS + 185_000}]`);
+  });
+});

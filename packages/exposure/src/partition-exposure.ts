@@ -57,6 +57,14 @@ export interface PageViewEntrySnapshot {
   readonly reported: readonly ReportedImpression[];
 }
 
+/** Pairs of `closed_recently` per chunk of a snapshot's text. */
+const CLOSED_CHUNK = 4096;
+
+interface ClosedChunk {
+  readonly count: number;
+  readonly text: string;
+}
+
 interface Entry {
   readonly state: PageViewState;
   /** In `changed` since the last report. */
@@ -85,6 +93,14 @@ export class PartitionExposure {
   private changed: Entry[] = [];
   // Insertion order is closing order, which is ascending last recv_ms: pruning reads from the front.
   private readonly closedRecently = new Map<string, number>();
+  /**
+   * `closedRecently` as JSON text for {@link snapshotText}, in chunks of consecutive pairs (each
+   * without its brackets), as of the last call; since then `closedPruned` pairs left the front, and
+   * `closedMoved` says whether one left from elsewhere (then every chunk is made again).
+   */
+  private closedChunks: ClosedChunk[] = [];
+  private closedPruned = 0;
+  private closedMoved = false;
 
   /** `config` defaults to rules version 1; a bad config throws RulesConfigError. */
   constructor(config: RulesConfig = DEFAULT_RULES_CONFIG) {
@@ -196,8 +212,48 @@ export class PartitionExposure {
       `"open":[${open.join(',')}],` +
       `"closing":${JSON.stringify(this.closing.map(entrySnapshot))},` +
       `"changed":${JSON.stringify(this.changedIds())},` +
-      `"closed_recently":${JSON.stringify([...this.closedRecently])}}`
+      `"closed_recently":[${this.closedRecentlyText()}]}`
     );
+  }
+
+  /**
+   * The pairs of `closedRecently` as JSON text without brackets. An hour of closed ids can be a
+   * million pairs, most of them in the previous call's text already: between calls pairs only
+   * leave the front (pruned) and join the back (closed), so the chunks of the last call still
+   * whole are kept, and only a partly pruned first chunk, the last one and the new pairs are made.
+   */
+  private closedRecentlyText(): string {
+    let kept = this.closedMoved ? [] : this.closedChunks;
+    let pruned = this.closedPruned;
+    let first = 0;
+    while (first < kept.length && pruned >= (kept[first] as ClosedChunk).count) pruned -= (kept[first++] as ClosedChunk).count;
+    kept = kept.slice(first);
+    // A partly pruned first chunk is made again from its remaining pairs; so is a last chunk not full.
+    const head = kept.length > 0 && pruned > 0 ? (kept.shift() as ClosedChunk).count - pruned : 0;
+    if (kept.length > 0 && (kept[kept.length - 1] as ClosedChunk).count < CLOSED_CHUNK) kept.pop();
+    const chunks: ClosedChunk[] = [];
+    const pairs: [string, number][] = [];
+    const flush = (): void => {
+      if (pairs.length === 0) return;
+      chunks.push({ count: pairs.length, text: JSON.stringify(pairs).slice(1, -1) });
+      pairs.length = 0;
+    };
+    const entries = this.closedRecently.entries();
+    for (let i = 0; i < head; i++) pairs.push(entries.next().value as [string, number]);
+    flush();
+    for (const chunk of kept) {
+      for (let i = 0; i < chunk.count; i++) entries.next();
+      chunks.push(chunk);
+    }
+    for (const pair of entries) {
+      pairs.push(pair);
+      if (pairs.length === CLOSED_CHUNK) flush();
+    }
+    flush();
+    this.closedChunks = chunks;
+    this.closedPruned = 0;
+    this.closedMoved = false;
+    return chunks.map((chunk) => chunk.text).join(',');
   }
 
   private changedIds(): string[] {
@@ -292,13 +348,14 @@ export class PartitionExposure {
       this.open.delete(top.id);
       top.item.closed = true;
       this.closing.push(top.item);
-      this.closedRecently.delete(top.id);
+      if (this.closedRecently.delete(top.id)) this.closedMoved = true;
       this.closedRecently.set(top.id, last);
     }
     const horizon = lateness + this.config.closedMemoryMs;
     for (const [id, last] of this.closedRecently) {
       if (watermark - last <= horizon) break;
       this.closedRecently.delete(id);
+      this.closedPruned++;
     }
   }
 }
