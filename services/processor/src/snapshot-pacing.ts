@@ -3,9 +3,10 @@
  *
  * A snapshot holds the partition's whole state: every page view still open, with its events. A
  * page view stays open until the watermark is ALLOWED_LATENESS (10 min) past its last event, so
- * under steady traffic a partition holds about eleven minutes of its events, and serializing and
- * storing them costs that much whatever changed since the last snapshot: about 3 s for a
- * partition taking 2,500 events/s, 20 s at 10,000 (BENCHMARKS.md, bench/processor/snapshot-steady.mjs).
+ * under steady traffic a partition holds about eleven minutes of its events, and storing them
+ * costs that much whatever changed since the last snapshot (serializing costs only what changed):
+ * about 1 s for a partition taking 2,500 events/s, 5 s at 5,000, 13 s at 10,000 (BENCHMARKS.md,
+ * bench/processor/snapshot-steady.mjs).
  * At a fixed interval the snapshots of busy partitions would take more time than there is, and
  * the processor would fall behind for good. So a partition's interval stretches with what its
  * last snapshot cost: with P partitions snapshotted one after another, a snapshot that took T ms
