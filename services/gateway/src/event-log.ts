@@ -8,7 +8,7 @@ export interface LogRecord {
 
 export interface EventLogOptions {
   readonly topic: string;
-  /** How long records wait to join a batch when no produce request is in flight, ms. Default 2. */
+  /** How long records wait to join a batch when no produce request is in flight, ms. Default 6. */
   readonly lingerMs?: number;
   /** Records per produce request. Default 2000. */
   readonly maxBatchRecords?: number;
@@ -78,7 +78,7 @@ export class EventLog {
     this.producer = producer;
     this.options = options;
     this.topic = options.topic;
-    this.lingerMs = options.lingerMs ?? 2;
+    this.lingerMs = options.lingerMs ?? 6;
     this.maxBatchRecords = options.maxBatchRecords ?? 2000;
     this.maxInFlight = Math.max(1, options.maxInFlight ?? 2);
     this.maxBufferedBytes = options.maxBufferedBytes ?? 64 * 1024 * 1024;
