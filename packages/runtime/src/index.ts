@@ -2,3 +2,4 @@ export * from './config.js';
 export * from './log.js';
 export * from './metrics.js';
 export * from './shutdown.js';
+export * from './threads.js';

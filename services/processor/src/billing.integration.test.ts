@@ -3,6 +3,7 @@
  * `dwell billing` with exactly the rules' milliseconds: Kafka → processor → ClickHouse → CLI.
  */
 import { execFile } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -65,6 +66,14 @@ describe('worked examples through Kafka, the processor and ClickHouse', () => {
 
     // Filters narrow the report.
     expect(await billing('--ad', 'ad-3', '--by', 'ad', '--from', from, '--to', to)).toMatchObject([{ key: 'ad-3', billable_ms: 1900 }]);
+  });
+
+  it.runIf(process.platform === 'linux')('exports the CPU time of each partition worker thread', async () => {
+    const text = await (await fetch(`${processor.httpUrl}/metrics`)).text();
+    const series = [...text.matchAll(/^dwell_processor_worker_cpu_seconds_total\{worker="(\d+)"\} (\S+)$/gm)];
+    // One worker per core by default (at most 8), each of which has at least loaded its modules.
+    expect(series.map((m) => Number(m[1]))).toEqual([...Array(Math.min(8, availableParallelism())).keys()]);
+    for (const m of series) expect(Number(m[2])).toBeGreaterThan(0);
   });
 
   it('prints a table and CSV, and explains bad arguments', async () => {

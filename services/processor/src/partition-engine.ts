@@ -22,6 +22,12 @@ export interface PartitionEngine {
   apply(partition: number, values: ReadonlyArray<Buffer | null>): Promise<AppliedBatch>;
   take(versions: ReadonlyArray<readonly [partition: number, version: number]>): Promise<TakenResults>;
   snapshot(partition: number): Promise<SnapshotText>;
+  /**
+   * The operating system's ids of the worker threads doing the work, one entry per thread in the
+   * order partitions are spread over them (undefined: not known, or not started yet); empty when
+   * the work runs in the calling thread.
+   */
+  workerThreadIds(): ReadonlyArray<number | undefined>;
   close(): Promise<void>;
 }
 
@@ -51,6 +57,10 @@ export class InThreadEngine implements PartitionEngine {
 
   snapshot(partition: number): Promise<SnapshotText> {
     return settle(() => this.work.snapshot(partition));
+  }
+
+  workerThreadIds(): ReadonlyArray<number | undefined> {
+    return [];
   }
 
   close(): Promise<void> {
@@ -96,9 +106,11 @@ export class WorkerThreadEngine implements PartitionEngine {
   private readonly worker: Worker;
   private readonly pending: Array<{ resolve: (value: unknown) => void; reject: (error: Error) => void }> = [];
   private failure: Error | undefined;
+  /** Where the worker writes its operating-system thread id once it runs (0 until then, or where unknown). */
+  private readonly threadId = new Int32Array(new SharedArrayBuffer(4));
 
   constructor(rules?: RulesConfig) {
-    this.worker = new Worker(workerEntry(), { workerData: { rules: rules ?? null } });
+    this.worker = new Worker(workerEntry(), { workerData: { rules: rules ?? null, threadId: this.threadId } });
     this.worker.on('message', (answer: WorkerAnswer) => {
       const waiting = this.pending.shift();
       if (waiting === undefined) return;
@@ -150,6 +162,11 @@ export class WorkerThreadEngine implements PartitionEngine {
 
   snapshot(partition: number): Promise<SnapshotText> {
     return this.request({ op: 'snapshot', partition }) as Promise<SnapshotText>;
+  }
+
+  workerThreadIds(): ReadonlyArray<number | undefined> {
+    const id = Atomics.load(this.threadId, 0);
+    return [id > 0 ? id : undefined];
   }
 
   async close(): Promise<void> {
@@ -222,6 +239,10 @@ export class SpreadEngine implements PartitionEngine {
 
   snapshot(partition: number): Promise<SnapshotText> {
     return this.of(partition).snapshot(partition);
+  }
+
+  workerThreadIds(): ReadonlyArray<number | undefined> {
+    return this.engines.flatMap((engine) => engine.workerThreadIds());
   }
 
   async close(): Promise<void> {

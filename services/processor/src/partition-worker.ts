@@ -1,12 +1,15 @@
 /** The worker thread of WorkerThreadEngine: serves its requests one by one, in order. */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { RulesConfig } from '@dwell/exposure';
+import { currentThreadId } from '@dwell/runtime';
 import type { WorkerAnswer, WorkerRequest } from './partition-engine.js';
 import { PartitionWork, type TakenResults } from './partition-work.js';
 
 const port = parentPort;
 if (port === null) throw new Error('partition-worker runs as a worker thread');
-const { rules } = workerData as { rules: RulesConfig | null };
+const { rules, threadId } = workerData as { rules: RulesConfig | null; threadId: Int32Array };
+// Tells the engine which operating-system thread this is, for its per-thread CPU metric.
+Atomics.store(threadId, 0, currentThreadId() ?? 0);
 const work = new PartitionWork(rules ?? undefined);
 
 function serve(request: WorkerRequest): unknown {

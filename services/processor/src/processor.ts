@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import { availableParallelism } from 'node:os';
 import { createKafka, createProducer, ensureTopics } from '@dwell/kafka';
-import { MetricsRegistry, type Logger } from '@dwell/runtime';
+import { MetricsRegistry, threadCpuSeconds, type Logger } from '@dwell/runtime';
 import { ExposureStore, migrate, openWarehouse, type Warehouse } from '@dwell/warehouse';
 import type { ProcessorConfig } from './config.js';
 import { ExposureConsumer } from './exposure-consumer.js';
@@ -58,6 +58,15 @@ export async function startProcessor(config: ProcessorConfig, logger: Logger, ho
     : threads === 1
       ? new WorkerThreadEngine()
       : new SpreadEngine(Array.from({ length: threads }, () => new WorkerThreadEngine()));
+  metrics.gauge(
+    'dwell_processor_worker_cpu_seconds_total',
+    'CPU seconds used by each partition worker thread (Linux; partition p computes on worker p mod the number of workers). A worker whose rate nears one second per second is what limits the processor.',
+    () =>
+      engine.workerThreadIds().flatMap((id, worker) => {
+        const seconds = id === undefined ? undefined : threadCpuSeconds(id);
+        return seconds === undefined ? [] : [[{ worker: String(worker) }, seconds] as const];
+      }),
+  );
   const exposure = new ExposureConsumer({
     kafka,
     consumer,
