@@ -76,6 +76,12 @@ let opened;
  * to try from the environment (e.g. PROCESSOR_FLUSH_INTERVAL_MS=2000 or PROCESSOR_WORKER_THREADS=2
  * npm run bench:processor …).
  */
+/** CPU seconds of each partition worker thread of a running processor, by worker, from its /metrics (Linux). */
+async function workerCpuSeconds(processor) {
+  const text = await (await fetch(`${processor.httpUrl}/metrics`)).text();
+  return new Map([...text.matchAll(/^dwell_processor_worker_cpu_seconds_total\{worker="(\d+)"\} (\S+)$/gm)].map((m) => [m[1], Number(m[2])]));
+}
+
 const benchProcessorConfig = (topic, database, extra = {}, forced = {}) =>
   processorConfigFromEnv({
     KAFKA_BROKERS: brokers.join(','),
@@ -403,7 +409,7 @@ try {
     const sampler = setInterval(() => load.push(loadavg()[0]), 1000);
     // CPU while the events flow: this process (the processor), the producer, the broker.
     const brokerCpu = () => cpuSecondsOf(processTree(broker.pid)); // the JVM runs under a wrapper script
-    const cpuAt = { processor: process.cpuUsage(), broker: brokerCpu(), threads: threadCpuSeconds(), started: performance.now() };
+    const cpuAt = { processor: process.cpuUsage(), broker: brokerCpu(), threads: threadCpuSeconds(), workers: await workerCpuSeconds(processor), started: performance.now() };
     let producerCpu = 0;
     const producerSampler = setInterval(() => {
       const seconds = cpuSeconds(child.pid);
@@ -413,11 +419,20 @@ try {
     clearInterval(producerSampler);
     const flowSeconds = (performance.now() - cpuAt.started) / 1000;
     const processorCpu = process.cpuUsage(cpuAt.processor);
-    // Where the processor's cores go: its consumer thread, the partition worker thread (also
-    // named "node"), libuv's pool, and embedded ClickHouse's own threads.
-    const threads = threadCpuDelta(cpuAt.threads, threadCpuSeconds())
+    // Where the processor's cores go: its consumer thread, its partition worker threads (from the
+    // processor's own metric), V8's and libuv's helper threads (named "node" like the workers:
+    // garbage collection and compilation for every thread), and embedded ClickHouse's threads.
+    const elapsed = (performance.now() - cpuAt.started) / 1000;
+    const workersNow = await workerCpuSeconds(processor);
+    const workerThreads = [...workersNow].map(([worker, s]) => [`partition worker ${worker}`, s - (cpuAt.workers.get(worker) ?? 0)]);
+    const workersTotal = workerThreads.reduce((sum, [, s]) => sum + s, 0);
+    const threads = [
+      ...workerThreads,
+      ...threadCpuDelta(cpuAt.threads, threadCpuSeconds()).map(([name, s]) => (name === 'node' ? ['node (V8 and libuv helpers)', s - workersTotal] : [name, s])),
+    ]
+      .sort((a, b) => b[1] - a[1])
       .slice(0, 12)
-      .map(([name, s]) => [name, Number((s / ((performance.now() - cpuAt.started) / 1000)).toFixed(3))]);
+      .map(([name, s]) => [name, Number((s / elapsed).toFixed(3))]);
     const cores = {
       processor: (processorCpu.user + processorCpu.system) / 1e6 / flowSeconds,
       producer: producerCpu / flowSeconds,
