@@ -71,17 +71,18 @@ const brokers = [broker.brokers];
 const kafka = createKafka({ brokers, clientId: 'bench' });
 const logger = createLogger({ level: 'warn' });
 let opened;
-/**
- * A processor of `topic` into its own database, with its own group, and the PROCESSOR_* settings
- * to try from the environment (e.g. PROCESSOR_FLUSH_INTERVAL_MS=2000 or PROCESSOR_WORKER_THREADS=2
- * npm run bench:processor …).
- */
+
 /** CPU seconds of each partition worker thread of a running processor, by worker, from its /metrics (Linux). */
 async function workerCpuSeconds(processor) {
   const text = await (await fetch(`${processor.httpUrl}/metrics`)).text();
   return new Map([...text.matchAll(/^dwell_processor_worker_cpu_seconds_total\{worker="(\d+)"\} (\S+)$/gm)].map((m) => [m[1], Number(m[2])]));
 }
 
+/**
+ * A processor of `topic` into its own database, with its own group, and the PROCESSOR_* settings
+ * to try from the environment (e.g. PROCESSOR_FLUSH_INTERVAL_MS=2000 or PROCESSOR_WORKER_THREADS=2
+ * npm run bench:processor …).
+ */
 const benchProcessorConfig = (topic, database, extra = {}, forced = {}) =>
   processorConfigFromEnv({
     KAFKA_BROKERS: brokers.join(','),
