@@ -7,14 +7,14 @@
 //
 // Environment (same names as the real gateway): KAFKA_BROKERS, DWELL_SITES, GATEWAY_PORT,
 // GATEWAY_HOST (127.0.0.1), DWELL_EVENTS_TOPIC, DWELL_REJECTED_TOPIC, GATEWAY_WORKERS (1; more =
-// node:cluster workers sharing the port), GATEWAY_LINGER_MS (2), GATEWAY_MAX_BUFFERED_BYTES,
+// node:cluster workers sharing the port), GATEWAY_LINGER_MS (the gateway's default), GATEWAY_MAX_BUFFERED_BYTES,
 // GATEWAY_RATE_EVENTS_PER_S / GATEWAY_RATE_BURST, GATEWAY_IDLE_TIMEOUT_S (120).
 // Prints `listening <port>` on stdout per worker when it accepts connections.
 import cluster from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import { WebSocketServer } from 'ws';
-import { EventLog, originAllowed, parseSites, verifyToken } from '@dwell/gateway';
+import { EventLog, GATEWAY_SETTINGS, originAllowed, parseSites, verifyToken } from '@dwell/gateway';
 import { createKafka, createProducer, ensureTopics } from '@dwell/kafka';
 import {
   DEFAULT_FRAME_LIMITS,
@@ -34,7 +34,8 @@ const config = {
   gatewayId: env.GATEWAY_ID ?? `ws-baseline-${process.pid}`,
   eventsTopic: env.DWELL_EVENTS_TOPIC ?? 'dwell.events.v1',
   rejectedTopic: env.DWELL_REJECTED_TOPIC ?? 'dwell.rejected.v1',
-  lingerMs: int('GATEWAY_LINGER_MS', 2),
+  // The real gateway's default, so that both do the same work unless a run sets it.
+  lingerMs: GATEWAY_SETTINGS.GATEWAY_LINGER_MS.parse(env.GATEWAY_LINGER_MS),
   maxBufferedBytes: int('GATEWAY_MAX_BUFFERED_BYTES', 67_108_864),
   rate: int('GATEWAY_RATE_EVENTS_PER_S', 50),
   burst: int('GATEWAY_RATE_BURST', 200),
