@@ -16,6 +16,7 @@ import { createLogger } from '@dwell/runtime';
 import { DEMO_BILLABLE_MS, demoPageView, sendPaced } from './commands/demo.js';
 import { uuidv7 } from './uuid.js';
 import { dropTestDatabase, eventually, testBrokers, uniqueName } from '../../../test/support.js';
+import { caughtUp, topicEnd, type Rows } from '../../../test/processor-harness.js';
 
 const secret = 'integration-secret-0123456789';
 const topic = uniqueName('events');
@@ -97,13 +98,12 @@ describe('thin slice: WebSocket → Kafka → processor → ClickHouse', () => {
       expect(event.recv_ms).toBeLessThanOrEqual(Date.now());
     }
 
-    // In ClickHouse: the impression, billed by the server from the events.
-    const rows = await eventually('the billed impression in ClickHouse', async () => {
-      const found = (await sql(
-        `SELECT impression_id, ad_id, user_id, site_id, viewable_ms, billable FROM ${database}.impressions FINAL WHERE page_view_id = '${pageViewId}'`,
-      )) as Array<Record<string, unknown>>;
-      return found.length > 0 && Number(found[0]?.['viewable_ms']) === DEMO_BILLABLE_MS ? found : undefined;
-    });
+    // In ClickHouse: the impression, billed by the server from the events, once the audit trail
+    // says every offset of the topic is processed (it is stored after the result rows).
+    await caughtUp(async (query) => (await sql(query)) as Rows, database, await topicEnd(kafka, topic), 60_000);
+    const rows = await sql(
+      `SELECT impression_id, ad_id, user_id, site_id, viewable_ms, billable FROM ${database}.impressions FINAL WHERE page_view_id = '${pageViewId}'`,
+    );
     expect(rows).toEqual([
       { impression_id: `${pageViewId}-i1`, ad_id: 'demo-ad', user_id: 'user-1', site_id: 'site-a', viewable_ms: DEMO_BILLABLE_MS, billable: 1 },
     ]);
