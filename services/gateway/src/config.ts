@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { env, parseConfig, type ConfigOf, LOG_LEVELS } from '@dwell/runtime';
 import { parseSites } from './auth.js';
+import { EVENT_LOG_DEFAULTS } from './event-log.js';
 import { parseServiceTokens } from './commands/service-auth.js';
 
 /** Every setting the gateway reads from the environment, with its default. */
@@ -28,9 +29,9 @@ export const GATEWAY_SETTINGS = {
   GATEWAY_MAX_CONNECTIONS_PER_IP: env.int('Concurrent WebSocket connections per client address.', 256, { min: 1 }),
   GATEWAY_IDLE_TIMEOUT_S: env.int('Close a WebSocket silent for this long (pings keep it alive), seconds.', 120, { min: 8 }),
   GATEWAY_MAX_BACKPRESSURE_BYTES: env.int('Unsent bytes per socket before a slow client is closed.', 1_048_576, { min: 16_384 }),
-  GATEWAY_LINGER_MS: env.int('How long events wait to share a Kafka produce request when none is in flight (while one is, they gather until it returns), ms. Longer: fewer, larger requests (less CPU for the gateway and the broker) for that much more latency at low rates.', 6, { min: 0, max: 1000 }),
-  GATEWAY_MAX_BUFFERED_BYTES: env.int('Event bytes waiting for Kafka before frames are refused (resend later).', 67_108_864, { min: 65_536 }),
-  GATEWAY_MAX_WAIT_MS: env.int('Age of the oldest event waiting for a Kafka produce request beyond which frames are refused (resend later), ms.', 500, { min: 10, max: 60_000 }),
+  GATEWAY_LINGER_MS: env.int('How long events wait to share a Kafka produce request when none is in flight (while one is, they gather until it returns), ms. Longer: fewer, larger requests (less CPU for the gateway and the broker) for that much more latency at low rates.', EVENT_LOG_DEFAULTS.lingerMs, { min: 0, max: 1000 }),
+  GATEWAY_MAX_BUFFERED_BYTES: env.int('Event bytes waiting for Kafka before frames are refused (resend later).', EVENT_LOG_DEFAULTS.maxBufferedBytes, { min: 65_536 }),
+  GATEWAY_MAX_WAIT_MS: env.int('Age of the oldest event waiting for a Kafka produce request beyond which frames are refused (resend later), ms.', EVENT_LOG_DEFAULTS.maxWaitMs, { min: 10, max: 60_000 }),
   GATEWAY_DRAIN_TIMEOUT_MS: env.int('On SIGTERM, how long to wait for Kafka to store what is in flight, ms.', 10_000, { min: 0 }),
   GATEWAY_COMMANDS: env.boolean('Deliver commands to this gateway\'s connections, publish presence, serve /v1/stream and /v1/replies.', true),
   DWELL_COMMANDS_TOPIC: env.string('Topic of commands to users (key user_id), settle records and forwarded replies.', 'dwell.commands.v1'),

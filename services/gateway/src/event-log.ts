@@ -6,6 +6,15 @@ export interface LogRecord {
   readonly value: Buffer;
 }
 
+/** The defaults of {@link EventLogOptions}; the gateway's settings take theirs from here. */
+export const EVENT_LOG_DEFAULTS = Object.freeze({
+  lingerMs: 6,
+  maxBatchRecords: 2000,
+  maxInFlight: 2,
+  maxBufferedBytes: 64 * 1024 * 1024,
+  maxWaitMs: 500,
+});
+
 export interface EventLogOptions {
   readonly topic: string;
   /** How long records wait to join a batch when no produce request is in flight, ms. Default 6. */
@@ -78,11 +87,11 @@ export class EventLog {
     this.producer = producer;
     this.options = options;
     this.topic = options.topic;
-    this.lingerMs = options.lingerMs ?? 6;
-    this.maxBatchRecords = options.maxBatchRecords ?? 2000;
-    this.maxInFlight = Math.max(1, options.maxInFlight ?? 2);
-    this.maxBufferedBytes = options.maxBufferedBytes ?? 64 * 1024 * 1024;
-    this.maxWaitMs = options.maxWaitMs ?? 500;
+    this.lingerMs = options.lingerMs ?? EVENT_LOG_DEFAULTS.lingerMs;
+    this.maxBatchRecords = options.maxBatchRecords ?? EVENT_LOG_DEFAULTS.maxBatchRecords;
+    this.maxInFlight = Math.max(1, options.maxInFlight ?? EVENT_LOG_DEFAULTS.maxInFlight);
+    this.maxBufferedBytes = options.maxBufferedBytes ?? EVENT_LOG_DEFAULTS.maxBufferedBytes;
+    this.maxWaitMs = options.maxWaitMs ?? EVENT_LOG_DEFAULTS.maxWaitMs;
     this.now = options.now ?? Date.now;
   }
 
