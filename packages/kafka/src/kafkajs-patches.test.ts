@@ -1,9 +1,10 @@
 /**
- * The produce path of KafkaJS as patched by patches/kafkajs+2.2.4.patch (applied by `npm ci`):
+ * KafkaJS as patched by patches/kafkajs+2.2.4.patch (applied by `npm ci`). The produce path:
  * grouping per partition, record and batch encoding (also written in one pass for plain records),
- * CRC-32C. Each is checked against an
- * independent encoding written here from the Kafka protocol spec, so a patch that changed a byte
- * on the wire fails here (the broker itself checks the CRC and the framing in the integration tests).
+ * CRC-32C. The fetch path: record offsets and timestamps decoded as numbers when exact, and the
+ * fetched-offset filter. Each is checked against an independent encoding written here from the
+ * Kafka protocol spec, so a patch that changed a byte on the wire or a decoded value fails here
+ * (the broker itself checks the CRC and the framing in the integration tests).
  */
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -227,5 +228,107 @@ describe('patched KafkaJS produce path', () => {
     expect(Object.keys(grouped)).toEqual(['0', '1', '2']);
     for (const p of [0, 1, 2]) expect(grouped[p]?.map((m) => Number(m.key))).toEqual(messages.map((_, i) => i).filter((i) => i % 3 === p));
     expect(groupMessagesPerPartition({ topic: 't', partitionMetadata: [], messages, partitioner: () => 0 })).toEqual({});
+  });
+});
+
+// --- the fetch path -----------------------------------------------------------------------------
+
+interface DecodedRecord {
+  offset: string;
+  timestamp: string;
+  key: Buffer | null;
+  value: Buffer | null;
+}
+const Decoder = internal<new (buffer: Buffer) => unknown>('protocol/decoder');
+const decodeRecordBatch = internal<(decoder: unknown) => Promise<{ records: DecodedRecord[] }>>('protocol/recordBatch/v0/decoder');
+const Batch = internal<
+  new (topic: string, fetchedOffset: string, partitionData: { partition: number; highWatermark: string; messages: Array<{ offset: string }> }) => {
+    messages: Array<{ offset: string }>;
+  }
+>('consumer/batch');
+
+const bigInt64 = (v: bigint): number[] => {
+  const b = Buffer.alloc(8);
+  b.writeBigInt64BE(v);
+  return [...b];
+};
+
+/** A record batch as a fetch response carries it, written from the spec (no compression). */
+function referenceFetchedBatch(
+  firstOffset: bigint,
+  firstTimestamp: bigint,
+  maxTimestamp: bigint,
+  logAppendTime: boolean,
+  records: ReadonlyArray<{ offsetDelta: number; timestampDelta: bigint; value: Buffer }>,
+): Buffer {
+  const recordBytes = records.map(({ offsetDelta, timestampDelta, value }) => {
+    const body = [0, ...varlong(timestampDelta), ...varlong(offsetDelta), ...varlong(-1), ...bytes(value), ...varlong(0)];
+    return Buffer.from([...varlong(body.length), ...body]);
+  });
+  const body = Buffer.from([
+    ...int16(logAppendTime ? 0x08 : 0), // attributes: the timestamp type
+    ...int32(Math.max(0, ...records.map((r) => r.offsetDelta))),
+    ...bigInt64(firstTimestamp),
+    ...bigInt64(maxTimestamp),
+    ...int64(-1), // producer id
+    ...int16(0), // producer epoch
+    ...int32(0), // first sequence
+    ...int32(records.length),
+    ...Buffer.concat(recordBytes),
+  ]);
+  const afterLength = Buffer.concat([Buffer.from([...int32(0), 2, ...int32(referenceCrc32C(body))]), body]);
+  return Buffer.concat([Buffer.from([...bigInt64(firstOffset), ...int32(afterLength.length)]), afterLength]);
+}
+
+const INT62 = 2n ** 62n;
+/** Around the edges where a number stops being exact, and anywhere in a 62-bit range. */
+const arbWide = fc.oneof(
+  fc.bigInt({ min: -INT62, max: INT62 }),
+  fc.bigInt({ min: -(2n ** 31n), max: 2n ** 31n }),
+  fc.constantFrom(-1n, 0n, 2n ** 53n - 1n, 2n ** 53n, -(2n ** 53n) + 1n, 2n ** 53n - 2n ** 31n, 2n ** 53n - 2n ** 31n - 1n),
+);
+
+describe('patched KafkaJS fetch path', () => {
+  it('decodes every record offset and timestamp as the spec says, exact beyond 2^53 too', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        arbWide,
+        arbWide,
+        fc.bigInt({ min: 0n, max: INT62 }),
+        fc.boolean(),
+        fc.array(
+          fc.record({
+            offsetDelta: fc.oneof(fc.nat(2 ** 31 - 1), fc.nat(100)),
+            timestampDelta: arbWide,
+            value: fc.uint8Array({ maxLength: 20 }).map((b) => Buffer.from(b)),
+          }),
+          { minLength: 1, maxLength: 20 },
+        ),
+        async (firstOffset, firstTimestamp, maxTimestamp, logAppendTime, records) => {
+          const fetched = referenceFetchedBatch(firstOffset, firstTimestamp, maxTimestamp, logAppendTime, records);
+          const decoded = await decodeRecordBatch(new Decoder(fetched));
+          expect(decoded.records.map((r) => [r.offset, r.timestamp, r.key, r.value?.toString('hex')])).toEqual(
+            records.map((r) => [
+              String(firstOffset + BigInt(r.offsetDelta)),
+              String(logAppendTime ? maxTimestamp : firstTimestamp + r.timestampDelta),
+              null,
+              r.value.toString('hex'),
+            ]),
+          );
+        },
+      ),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('keeps the fetched records at or after the fetched offset, exact beyond 2^53 too', () => {
+    fc.assert(
+      fc.property(fc.bigInt({ min: -1n, max: 2n ** 63n - 1n }), fc.array(fc.bigInt({ min: -1n, max: 2n ** 63n - 1n }), { maxLength: 30 }), (fetchedOffset, offsets) => {
+        const messages = offsets.map((o) => ({ offset: String(o) }));
+        const batch = new Batch('t', String(fetchedOffset), { partition: 0, highWatermark: '0', messages });
+        expect(batch.messages.map((m) => m.offset)).toEqual(offsets.filter((o) => o >= fetchedOffset).map(String));
+      }),
+      { numRuns: 3000 },
+    );
   });
 });
