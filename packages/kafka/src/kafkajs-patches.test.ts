@@ -8,6 +8,7 @@
  */
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 
@@ -253,20 +254,22 @@ const bigInt64 = (v: bigint): number[] => {
   return [...b];
 };
 
-/** A record batch as a fetch response carries it, written from the spec (no compression). */
+/** A record batch as a fetch response carries it, written from the spec; records gzipped or not. */
 function referenceFetchedBatch(
   firstOffset: bigint,
   firstTimestamp: bigint,
   maxTimestamp: bigint,
   logAppendTime: boolean,
   records: ReadonlyArray<{ offsetDelta: number; timestampDelta: bigint; value: Buffer }>,
+  gzip = false,
 ): Buffer {
   const recordBytes = records.map(({ offsetDelta, timestampDelta, value }) => {
     const body = [0, ...varlong(timestampDelta), ...varlong(offsetDelta), ...varlong(-1), ...bytes(value), ...varlong(0)];
     return Buffer.from([...varlong(body.length), ...body]);
   });
   const body = Buffer.from([
-    ...int16(logAppendTime ? 0x08 : 0), // attributes: the timestamp type
+    // attributes: the timestamp type, the compression codec (1: gzip)
+    ...int16((logAppendTime ? 0x08 : 0) | (gzip ? 1 : 0)),
     ...int32(Math.max(0, ...records.map((r) => r.offsetDelta))),
     ...bigInt64(firstTimestamp),
     ...bigInt64(maxTimestamp),
@@ -274,7 +277,7 @@ function referenceFetchedBatch(
     ...int16(0), // producer epoch
     ...int32(0), // first sequence
     ...int32(records.length),
-    ...Buffer.concat(recordBytes),
+    ...(gzip ? gzipSync(Buffer.concat(recordBytes)) : Buffer.concat(recordBytes)),
   ]);
   const afterLength = Buffer.concat([Buffer.from([...int32(0), 2, ...int32(referenceCrc32C(body))]), body]);
   return Buffer.concat([Buffer.from([...bigInt64(firstOffset), ...int32(afterLength.length)]), afterLength]);
@@ -289,12 +292,13 @@ const arbWide = fc.oneof(
 );
 
 describe('patched KafkaJS fetch path', () => {
-  it('decodes every record offset and timestamp as the spec says, exact beyond 2^53 too', async () => {
+  it('decodes every record offset and timestamp as the spec says, exact beyond 2^53 too, compressed or not', async () => {
     await fc.assert(
       fc.asyncProperty(
         arbWide,
         arbWide,
         fc.bigInt({ min: 0n, max: INT62 }),
+        fc.boolean(),
         fc.boolean(),
         fc.array(
           fc.record({
@@ -304,8 +308,8 @@ describe('patched KafkaJS fetch path', () => {
           }),
           { minLength: 1, maxLength: 20 },
         ),
-        async (firstOffset, firstTimestamp, maxTimestamp, logAppendTime, records) => {
-          const fetched = referenceFetchedBatch(firstOffset, firstTimestamp, maxTimestamp, logAppendTime, records);
+        async (firstOffset, firstTimestamp, maxTimestamp, logAppendTime, gzip, records) => {
+          const fetched = referenceFetchedBatch(firstOffset, firstTimestamp, maxTimestamp, logAppendTime, records, gzip);
           const decoded = await decodeRecordBatch(new Decoder(fetched));
           expect(decoded.records.map((r) => [r.offset, r.timestamp, r.key, r.value?.toString('hex')])).toEqual(
             records.map((r) => [
