@@ -109,6 +109,32 @@ const int64 = (v: number): number[] => {
   return [...b];
 };
 const string16 = (v: string): number[] => [...int16(Buffer.byteLength(v)), ...Buffer.from(v)];
+const bigInt64 = (v: bigint): number[] => {
+  const b = Buffer.alloc(8);
+  b.writeBigInt64BE(v);
+  return [...b];
+};
+
+/**
+ * A record batch (magic 2) as the spec frames it: base offset, length, partition leader epoch,
+ * magic, the CRC-32C of the rest, then attributes, last offset delta, first and max timestamps,
+ * producer id -1, epoch 0, first sequence 0, the record count and the (encoded) records.
+ */
+function referenceBatch(batch: { baseOffset: bigint; attributes: number; lastOffsetDelta: number; firstTimestamp: bigint; maxTimestamp: bigint; count: number; records: Buffer }): Buffer {
+  const body = Buffer.from([
+    ...int16(batch.attributes),
+    ...int32(batch.lastOffsetDelta),
+    ...bigInt64(batch.firstTimestamp),
+    ...bigInt64(batch.maxTimestamp),
+    ...int64(-1), // producer id
+    ...int16(0), // producer epoch
+    ...int32(0), // first sequence
+    ...int32(batch.count),
+    ...batch.records,
+  ]);
+  const afterLength = Buffer.concat([Buffer.from([...int32(0), 2, ...int32(referenceCrc32C(body))]), body]);
+  return Buffer.concat([Buffer.from([...bigInt64(batch.baseOffset), ...int32(afterLength.length)]), afterLength]);
+}
 
 /** A produce request v3 (no transaction, no idempotence, no compression), every record stamped `now`. */
 function referenceProduceV3(acks: number, timeout: number, topics: Array<{ topic: string; partitions: Array<{ partition: number; messages: RecordInput[] }> }>, now: number): Buffer {
@@ -117,19 +143,15 @@ function referenceProduceV3(acks: number, timeout: number, topics: Array<{ topic
     out.push(...string16(topic), ...int32(partitions.length));
     for (const { partition, messages } of partitions) {
       const records = Buffer.concat(messages.map((m, i) => referenceRecord({ key: m.key, value: m.value, headers: m.headers, offsetDelta: i, timestampDelta: 0 })));
-      const body = Buffer.from([
-        ...int16(0), // attributes
-        ...int32(messages.length - 1),
-        ...int64(now),
-        ...int64(now),
-        ...int64(-1), // producer id
-        ...int16(0), // producer epoch
-        ...int32(0), // first sequence
-        ...int32(messages.length),
-        ...records,
-      ]);
-      const batch = Buffer.concat([Buffer.from([...int32(0), 2, ...int32(referenceCrc32C(body))]), body]);
-      const recordSet = Buffer.concat([Buffer.from([...int64(0), ...int32(batch.length)]), batch]);
+      const recordSet = referenceBatch({
+        baseOffset: 0n,
+        attributes: 0,
+        lastOffsetDelta: messages.length - 1,
+        firstTimestamp: BigInt(now),
+        maxTimestamp: BigInt(now),
+        count: messages.length,
+        records,
+      });
       out.push(...int32(partition), ...int32(recordSet.length), ...recordSet);
     }
   }
@@ -248,12 +270,6 @@ const Batch = internal<
   }
 >('consumer/batch');
 
-const bigInt64 = (v: bigint): number[] => {
-  const b = Buffer.alloc(8);
-  b.writeBigInt64BE(v);
-  return [...b];
-};
-
 /** A record batch as a fetch response carries it, written from the spec; records gzipped or not. */
 function referenceFetchedBatch(
   firstOffset: bigint,
@@ -267,20 +283,17 @@ function referenceFetchedBatch(
     const body = [0, ...varlong(timestampDelta), ...varlong(offsetDelta), ...varlong(-1), ...bytes(value), ...varlong(0)];
     return Buffer.from([...varlong(body.length), ...body]);
   });
-  const body = Buffer.from([
-    // attributes: the timestamp type, the compression codec (1: gzip)
-    ...int16((logAppendTime ? 0x08 : 0) | (gzip ? 1 : 0)),
-    ...int32(Math.max(0, ...records.map((r) => r.offsetDelta))),
-    ...bigInt64(firstTimestamp),
-    ...bigInt64(maxTimestamp),
-    ...int64(-1), // producer id
-    ...int16(0), // producer epoch
-    ...int32(0), // first sequence
-    ...int32(records.length),
-    ...(gzip ? gzipSync(Buffer.concat(recordBytes)) : Buffer.concat(recordBytes)),
-  ]);
-  const afterLength = Buffer.concat([Buffer.from([...int32(0), 2, ...int32(referenceCrc32C(body))]), body]);
-  return Buffer.concat([Buffer.from([...bigInt64(firstOffset), ...int32(afterLength.length)]), afterLength]);
+  const plain = Buffer.concat(recordBytes);
+  return referenceBatch({
+    baseOffset: firstOffset,
+    // the timestamp type, and the compression codec (1: gzip)
+    attributes: (logAppendTime ? 0x08 : 0) | (gzip ? 1 : 0),
+    lastOffsetDelta: Math.max(0, ...records.map((r) => r.offsetDelta)),
+    firstTimestamp,
+    maxTimestamp,
+    count: records.length,
+    records: gzip ? gzipSync(plain) : plain,
+  });
 }
 
 const INT62 = 2n ** 62n;
