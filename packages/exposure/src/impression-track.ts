@@ -79,13 +79,14 @@ export class ImpressionTrack {
   /** Earlier minutes as `[minute start, ms, …]`; most impressions never need it. */
   private earlier: number[] | null = null;
 
-  // What the page view's last report said of it (PageViewState.report). Not derived from the
-  // events, so a recompute leaves it alone.
-  /** Report round that listed it last; it is in the last report when that is the last round. */
-  reportedIn = 0;
+  // What the page view's last reports said of it (PageViewState.report): its impression row and
+  // its minute rows are reported apart, so each part has its own. Not derived from the events, so
+  // a recompute leaves it alone.
   /** Listed in the report being written. */
   listedIn = 0;
-  /** The identity fields the last report gave it. */
+  /** Report round whose impression rows listed it last; it is in the last one when that is the page view's last impression round. */
+  reportedIn = 0;
+  /** The identity fields the last impression row gave it. */
   reportedMeta: ImpressionMeta | undefined = undefined;
   reportedFirstServerMs = 0;
   reportedLastServerMs = 0;
@@ -95,7 +96,11 @@ export class ImpressionTrack {
   reportedViewableMs = Number.NaN;
   /** measurable | viewable << 1 | billable << 2, or -1 when unknown. */
   reportedBits = -1;
-  /** Billed minutes of the last report as `[minute start, ms, …]`, ascending. */
+  /** Report round whose minute rows listed it last (see `reportedIn`). */
+  minutesReportedIn = 0;
+  /** The identity fields its last minute rows gave it. */
+  minutesReportedMeta: ImpressionMeta | undefined = undefined;
+  /** Billed minutes of the last minute rows as `[minute start, ms, …]`, ascending. */
   reportedMinutes: number[] | null = null;
 
   constructor(id: string, idHash: number) {

@@ -51,10 +51,17 @@ export type ReportedImpression = readonly [
 ];
 
 /**
+ * Which rows a report holds: a page view's impression rows and its minute rows can be reported
+ * apart (PageViewState.report), so that a caller may write the minute rows, which carry billed
+ * time, more often than the impression rows, which carry counts and totals.
+ */
+export type ReportParts = 'both' | 'impressions' | 'minutes';
+
+/**
  * Receives page view reports as rows (PartitionExposure.writeChanges): `pageView`, then that page
- * view's rows. Per page view, the impression rows come in impression order, current ones before
- * retracted ones, and so do the minute rows. The row objects are reused from call to call: read
- * them before returning, keep none.
+ * view's rows. Per page view, the impression rows come first (retracted ones, then current ones in
+ * impression order), then the minute rows the same way; a report may hold only one of the two
+ * (ReportParts). The row objects are reused from call to call: read them before returning, keep none.
  */
 export interface ReportSink {
   pageView(identity: PageViewIdentity, flags: readonly ExposureFlag[], final: boolean): void;

@@ -17,7 +17,7 @@ import {
   ImpressionRegistry,
 } from './event-record.js';
 import { creditSegment, type ImpressionMeta, type ImpressionTrack } from './impression-track.js';
-import type { ReportedImpression, ReportSink } from './page-view-report.js';
+import type { ReportedImpression, ReportParts, ReportSink } from './page-view-report.js';
 import { VERDICT } from './qualification.js';
 import {
   EXPOSURE_FLAGS,
@@ -141,12 +141,17 @@ export class PageViewState {
   /** `t_mono_ms` of the first and the last event by seq. */
   private anchorT = 0;
   private lastT = 0;
-  // The last report (see report()): its round, its impressions in its order, its flags, and
-  // whether its values were recorded by a report that may skip rows by them.
+  // The last report of the impression rows (see report()): its round, its impressions in its
+  // order, its flags, and whether its values were recorded by a report that may skip rows by them.
   private reportRound = 0;
   private reportedTracks: readonly ImpressionTrack[] = [];
   private reportedFlagMask = -1;
   private remembered = false;
+  // The same of the last report that held the minute rows (they may be reported apart).
+  private impressionsRound = 0;
+  private minutesRound = 0;
+  private minutesReportedTracks: readonly ImpressionTrack[] = [];
+  private minutesRemembered = false;
 
   /** An empty page view. `config` defaults to rules version 1; a bad config throws RulesConfigError. */
   constructor(identity: PageViewIdentity, config: RulesConfig = DEFAULT_RULES_CONFIG) {
@@ -201,7 +206,7 @@ export class PageViewState {
   }
 
   /**
-   * Counts every call that may change what {@link snapshot} or {@link reportedImpressions} give
+   * Counts every call that may change what {@link snapshot} or {@link reportedState} give
    * (an event taken in, even as a duplicate; a report): equal counts mean equal snapshots.
    */
   get snapshotRevision(): number {
@@ -312,20 +317,20 @@ export class PageViewState {
   }
 
   /**
-   * Writes the page view's report into `sink`: its current rows, and retractions of rows the last
-   * report gave that no longer hold. With `onlyChanged`, a row equal to what the last report gave
-   * for its key is left out, provided that report was written with `onlyChanged` too; a final
-   * report is always complete. Upserting every report in order leaves the current results.
+   * Writes the page view's report into `sink`: its current rows, and retractions of rows an
+   * earlier report gave that no longer hold. `parts` says which rows: the impression rows, the
+   * minute rows, or both; each part is compared against the last report that held that part, so
+   * a part can be held back for a while and reported later (a final report holds both). With
+   * `onlyChanged`, a row equal to what the last report of its part gave for its key is left out,
+   * provided that report was written with `onlyChanged` too; a final report is always complete.
+   * Upserting every report in order leaves the current results of each part as of its last report.
    */
-  report(sink: ReportSink, final: boolean, onlyChanged: boolean): void {
+  report(sink: ReportSink, final: boolean, onlyChanged: boolean, parts: ReportParts = 'both'): void {
     this.snapshotChanges++;
     const mask = this.flagMask();
     const flags = FLAG_LISTS[mask] ?? [];
     const { config, identity } = this;
     sink.pageView(identity, flags, final);
-    const skip = onlyChanged && this.remembered && !final;
-    const sameFlags = mask === this.reportedFlagMask;
-    const previous = this.reportRound;
     const round = ++this.reportRound;
     const current = this.reportOrder();
     for (const track of current) track.listedIn = round;
@@ -336,36 +341,35 @@ export class PageViewState {
     imp.site_id = min.site_id = identity.site_id;
     imp.user_id = min.user_id = identity.user_id;
     imp.flags = flags;
+    if (final || parts !== 'minutes') this.reportImpressions(sink, current, mask, round, onlyChanged && !final);
+    if (final || parts !== 'impressions') this.reportMinutes(sink, current, mask, round, onlyChanged && !final);
+  }
 
-    // Retractions of what the last report gave, in its order.
+  /** The impression rows of a report (see {@link report}); `onlyChanged` is false for a final one. */
+  private reportImpressions(
+    sink: ReportSink,
+    current: readonly ImpressionTrack[],
+    mask: number,
+    round: number,
+    onlyChanged: boolean,
+  ): void {
+    const imp = IMPRESSION_ROW;
+    const skip = onlyChanged && this.remembered;
+    const sameFlags = mask === this.reportedFlagMask;
+    const previous = this.impressionsRound;
+    // Retractions of what the last impression rows gave, in their order.
     for (const track of this.reportedTracks) {
+      if (track.listedIn === round) continue;
       const meta = track.reportedMeta;
       if (meta === undefined) throw new Error('page view lost a reported meta');
-      const listed = track.listedIn === round;
-      if (!listed) {
-        describeImpression(track.id, meta);
-        imp.measurable = imp.viewable = imp.billable = false;
-        imp.viewable_ms = imp.credited_ms = imp.longest_run_ms = 0;
-        imp.first_server_ms = track.reportedFirstServerMs;
-        imp.last_server_ms = track.reportedLastServerMs;
-        sink.impression(imp, true);
-      }
-      const minutes = track.reportedMinutes;
-      if (minutes === null || minutes.length === 0) continue;
-      const billable = listed && mask === 0 && this.viewable(track);
-      min.impression_id = track.id;
-      min.ad_id = meta.ad_id;
-      min.campaign_id = meta.campaign_id;
-      min.viewable_ms = 0;
-      for (let i = 0; i < minutes.length; i += 2) {
-        const minute = minutes[i] ?? 0;
-        if (billable && track.msInMinute(minute) > 0) continue;
-        min.minute_start_ms = minute;
-        sink.minute(min, true);
-      }
+      describeImpression(track.id, meta);
+      imp.measurable = imp.viewable = imp.billable = false;
+      imp.viewable_ms = imp.credited_ms = imp.longest_run_ms = 0;
+      imp.first_server_ms = track.reportedFirstServerMs;
+      imp.last_server_ms = track.reportedLastServerMs;
+      sink.impression(imp, true);
     }
-
-    // The current rows, each left out when `skip` and equal to what the last report gave.
+    // The current rows, each left out when `skip` and equal to what the last impression rows gave.
     for (const track of current) {
       const meta = this.registry.metas[track.firstMetaIndex];
       if (meta === undefined) throw new Error('page view registry lost a meta');
@@ -375,10 +379,11 @@ export class PageViewState {
       const first = this.serverTime(track.firstT);
       const last = this.serverTime(track.lastT);
       const bits = (track.measurable ? 1 : 0) | (viewable ? 2 : 0) | (billable ? 4 : 0);
-      const sameMeta = skip && track.reportedIn === previous && track.reportedMeta === meta;
       if (
-        !sameMeta ||
+        !skip ||
         !sameFlags ||
+        track.reportedIn !== previous ||
+        track.reportedMeta !== meta ||
         track.reportedBits !== bits ||
         track.reportedViewableMs !== viewableMs ||
         track.reportedCreditedMs !== track.creditedMs ||
@@ -405,8 +410,52 @@ export class PageViewState {
       track.reportedLongestRunMs = track.longestRunMs;
       track.reportedFirstServerMs = first;
       track.reportedLastServerMs = last;
+    }
+    if (!sameTracks(this.reportedTracks, current))
+      this.reportedTracks = current === this.registry.tracks ? current.slice() : current;
+    this.impressionsRound = round;
+    this.reportedFlagMask = mask;
+    this.remembered = onlyChanged;
+  }
+
+  /** The minute rows of a report (see {@link report}); `onlyChanged` is false for a final one. */
+  private reportMinutes(
+    sink: ReportSink,
+    current: readonly ImpressionTrack[],
+    mask: number,
+    round: number,
+    onlyChanged: boolean,
+  ): void {
+    const min = MINUTE_ROW;
+    const skip = onlyChanged && this.minutesRemembered;
+    const previous = this.minutesRound;
+    // Retractions of what the last minute rows gave, in their order.
+    for (const track of this.minutesReportedTracks) {
+      const minutes = track.reportedMinutes;
+      if (minutes === null || minutes.length === 0) continue;
+      const meta = track.minutesReportedMeta;
+      if (meta === undefined) throw new Error('page view lost a reported meta');
+      const billable = track.listedIn === round && mask === 0 && this.viewable(track);
+      min.impression_id = track.id;
+      min.ad_id = meta.ad_id;
+      min.campaign_id = meta.campaign_id;
+      min.viewable_ms = 0;
+      for (let i = 0; i < minutes.length; i += 2) {
+        const minute = minutes[i] ?? 0;
+        if (billable && track.msInMinute(minute) > 0) continue;
+        min.minute_start_ms = minute;
+        sink.minute(min, true);
+      }
+    }
+    // The current rows, each left out when `skip` and equal to what the last minute rows gave.
+    for (const track of current) {
+      const meta = this.registry.metas[track.firstMetaIndex];
+      if (meta === undefined) throw new Error('page view registry lost a meta');
+      const sameMeta = skip && track.minutesReportedIn === previous && track.minutesReportedMeta === meta;
+      track.minutesReportedIn = round;
+      track.minutesReportedMeta = meta;
       const reported = track.reportedMinutes;
-      if (!billable) {
+      if (mask !== 0 || !this.viewable(track)) {
         if (reported !== null) reported.length = 0;
         continue;
       }
@@ -432,20 +481,22 @@ export class PageViewState {
         for (let i = 0; i < now.length; i++) reported[i] = now[i] ?? 0;
       }
     }
-    if (!sameTracks(this.reportedTracks, current))
-      this.reportedTracks = current === this.registry.tracks ? current.slice() : current;
-    this.reportedFlagMask = mask;
-    this.remembered = onlyChanged;
+    if (!sameTracks(this.minutesReportedTracks, current))
+      this.minutesReportedTracks = current === this.registry.tracks ? current.slice() : current;
+    this.minutesRound = round;
+    this.minutesRemembered = onlyChanged;
   }
 
-  /** What the last report gave of each impression, in its order (a partition snapshot's `reported`). */
-  reportedImpressions(): ReportedImpression[] {
-    return this.reportedTracks.map((track) => {
-      const meta = track.reportedMeta;
+  /**
+   * What the last reports gave of each impression (a partition snapshot's `reported`, and
+   * `reported_impressions` when the impression rows were last reported in another report than
+   * the minute rows and listed other impressions or other identity fields since). `reported`
+   * holds the minute rows' impressions with their billed minutes; the first and last server
+   * times are the impression rows' (unless `impressions` is given, which then holds those).
+   */
+  reportedState(): { reported: ReportedImpression[]; impressions?: ReportedImpression[] } {
+    const tuple = (track: ImpressionTrack, meta: ImpressionMeta | undefined, minutes: readonly number[]): ReportedImpression => {
       if (meta === undefined) throw new Error('page view lost a reported meta');
-      const pairs = track.reportedMinutes ?? [];
-      const minutes: number[] = [];
-      for (let i = 0; i < pairs.length; i += 2) minutes.push(pairs[i] ?? 0);
       return [
         track.id,
         meta.ad_id,
@@ -457,30 +508,70 @@ export class PageViewState {
         track.reportedLastServerMs,
         minutes,
       ];
-    });
+    };
+    const minutesOf = (track: ImpressionTrack): number[] => {
+      const pairs = track.reportedMinutes ?? [];
+      const minutes: number[] = [];
+      for (let i = 0; i < pairs.length; i += 2) minutes.push(pairs[i] ?? 0);
+      return minutes;
+    };
+    const inStep =
+      sameTracks(this.reportedTracks, this.minutesReportedTracks) &&
+      this.reportedTracks.every((track) => track.reportedMeta === track.minutesReportedMeta);
+    const reported = this.minutesReportedTracks.map((track) => tuple(track, track.minutesReportedMeta, minutesOf(track)));
+    if (inStep) return { reported };
+    return { reported, impressions: this.reportedTracks.map((track) => tuple(track, track.reportedMeta, [])) };
   }
 
   /**
-   * Restores what the last report gave, from {@link reportedImpressions} output. The values it
-   * did not record are unknown: the next report is complete.
+   * Restores what the last reports gave, from {@link reportedState} output. The values it did not
+   * record are unknown: the next report of each part is complete.
    *
    * @throws SnapshotError when an impression is not the page view's, or is listed twice.
    */
-  restoreReported(reported: readonly ReportedImpression[], field: string): void {
+  restoreReported(
+    reported: readonly ReportedImpression[],
+    field: string,
+    impressions?: readonly ReportedImpression[],
+    impressionsField = field,
+  ): void {
     this.snapshotChanges++;
-    const round = ++this.reportRound;
-    this.reportedTracks = reported.map(([id, ad_id, campaign_id, media, width, height, first, last, minutes], i) => {
-      const track = this.registry.tracks.find((t) => t.id === id);
-      if (track === undefined || track.reportedIn === round)
-        throw new SnapshotError(`${field}[${i}]`, 'is not an impression of the page view, or is listed twice');
-      track.reportedIn = round;
-      track.reportedMeta = { ad_id, campaign_id, media, width, height };
-      track.reportedFirstServerMs = first;
-      track.reportedLastServerMs = last;
+    const listOf = (list: readonly ReportedImpression[], at: string): ImpressionTrack[] => {
+      const round = ++this.reportRound;
+      return list.map(([id], i) => {
+        const track = this.registry.tracks.find((t) => t.id === id);
+        if (track === undefined || track.listedIn === round)
+          throw new SnapshotError(`${at}[${i}]`, 'is not an impression of the page view, or is listed twice');
+        track.listedIn = round;
+        return track;
+      });
+    };
+    const minuteTracks = listOf(reported, field);
+    minuteTracks.forEach((track, i) => {
+      const [, ad_id, campaign_id, media, width, height, first, last, minutes] = reported[i] as ReportedImpression;
+      track.minutesReportedMeta = { ad_id, campaign_id, media, width, height };
       track.reportedMinutes = [...minutes].sort((a, b) => a - b).flatMap((minute) => [minute, Number.NaN]);
-      return track;
+      if (impressions === undefined) {
+        track.reportedMeta = track.minutesReportedMeta;
+        track.reportedFirstServerMs = first;
+        track.reportedLastServerMs = last;
+      }
     });
-    this.remembered = false;
+    this.minutesReportedTracks = minuteTracks;
+    if (impressions === undefined) this.reportedTracks = minuteTracks;
+    else {
+      const impressionTracks = listOf(impressions, impressionsField);
+      impressionTracks.forEach((track, i) => {
+        const [, ad_id, campaign_id, media, width, height, first, last] = impressions[i] as ReportedImpression;
+        track.reportedMeta = { ad_id, campaign_id, media, width, height };
+        track.reportedFirstServerMs = first;
+        track.reportedLastServerMs = last;
+      });
+      this.reportedTracks = impressionTracks;
+    }
+    // Neither part's last round is one a track can match: the next reports are complete.
+    this.impressionsRound = this.minutesRound = ++this.reportRound;
+    this.remembered = this.minutesRemembered = false;
   }
 
   /** A plain JSON-compatible copy of the state; see {@link PageViewState.restore}. */

@@ -1,6 +1,7 @@
 /** Rule 8 (lateness) and the partition's bookkeeping: changes, closing, eviction, retractions. */
 import { describe, expect, it } from 'vitest';
 import type { PageEvent } from '@dwell/protocol';
+import { ReportCollector } from './page-view-report.js';
 import { PartitionExposure } from './partition-exposure.js';
 import { createRulesConfig } from './rules-config.js';
 import { BASE_MS, ev, imp, N, Q } from './test-support/events.js';
@@ -266,6 +267,74 @@ describe('impression retractions', () => {
         });
       }
     }
+  });
+});
+
+describe('impression rows held back', () => {
+  /** Writes the partition's changes and says which rows each page view's report held. */
+  const write = (p: PartitionExposure, impressions: boolean) => {
+    const collector = new ReportCollector();
+    p.writeChanges(collector, true, impressions);
+    return [...collector.closed, ...collector.changed].map((r) => ({
+      pv: r.page_view_id,
+      final: r.final,
+      impressions: r.impressions.map((i) => [i.impression_id, i.credited_ms, i.last_server_ms - BASE_MS]),
+      minutes: r.buckets.map((b) => [b.impression_id, b.minute_start_ms - BASE_MS, b.viewable_ms]),
+    }));
+  };
+
+  it('a write without impressions holds the minute rows; the next one with them reports every page view held back, changed since or not', () => {
+    const p = new PartitionExposure();
+    p.apply(at('a', 1, 0, { imps: [Q()] }));
+    p.apply(at('b', 1, 0, { imps: [Q()] }));
+    p.apply(at('a', 2, 1000, { imps: [Q()] }));
+    expect(write(p, false)).toEqual([
+      { pv: 'a', final: false, impressions: [], minutes: [['imp-1', 0, 1000]] },
+      { pv: 'b', final: false, impressions: [], minutes: [] },
+    ]);
+    expect(p.impressionsDue).toBe(2);
+    p.apply(at('b', 2, 1500, { imps: [Q()] }));
+    // 'b' changed again: its report holds both; 'a' did not: its held-back impression row follows.
+    expect(write(p, true)).toEqual([
+      { pv: 'b', final: false, impressions: [['imp-1', 1000, 1000]], minutes: [['imp-1', 0, 1000]] },
+      { pv: 'a', final: false, impressions: [['imp-1', 1000, 1000]], minutes: [] },
+    ]);
+    expect(p.impressionsDue).toBe(0);
+    // Nothing held back and nothing changed: nothing reported.
+    expect(write(p, true)).toEqual([]);
+  });
+
+  it('a page view that closes with its impression rows held back reports them in its final report', () => {
+    const p = new PartitionExposure();
+    p.apply(at('a', 1, 0, { imps: [Q()] }));
+    p.apply(at('a', 2, 1000, { imps: [Q()] }));
+    write(p, false);
+    p.apply(at('b', 1, L + 1001));
+    expect(write(p, false)).toEqual([
+      { pv: 'a', final: true, impressions: [['imp-1', 1000, 1000]], minutes: [['imp-1', 0, 1000]] },
+      { pv: 'b', final: false, impressions: [], minutes: [] },
+    ]);
+    expect(p.impressionsDue).toBe(1);
+  });
+
+  it('a snapshot keeps what is held back, and restores snapshots made before rows could be', () => {
+    const p = new PartitionExposure();
+    p.apply(at('a', 1, 0, { imps: [Q()] }));
+    p.apply(at('a', 2, 1000, { imps: [Q()] }));
+    write(p, false);
+    const snapshot = JSON.parse(p.snapshotText()) as Record<string, unknown>;
+    expect(snapshot['impressions_due']).toEqual(['a']);
+    const restored = PartitionExposure.restore(snapshot);
+    expect(restored.impressionsDue).toBe(1);
+    expect(write(restored, true)).toEqual([
+      { pv: 'a', final: false, impressions: [['imp-1', 1000, 1000]], minutes: [] },
+    ]);
+    // A snapshot without the field: nothing held back.
+    const { impressions_due: _, ...older } = snapshot;
+    expect(PartitionExposure.restore(older).impressionsDue).toBe(0);
+    expect(() => PartitionExposure.restore({ ...snapshot, impressions_due: ['zz'] })).toThrow(
+      expect.objectContaining({ field: 'impressions_due[0]' }),
+    );
   });
 });
 

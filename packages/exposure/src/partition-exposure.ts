@@ -48,13 +48,22 @@ export interface PartitionSnapshot {
   readonly closing: readonly PageViewEntrySnapshot[];
   /** Ids of open page views changed since the last report, in order of first change. */
   readonly changed: readonly string[];
+  /**
+   * Ids of open page views whose impression rows were held back since they changed (see
+   * {@link PartitionExposure.writeChanges}), in order of holding back. Absent in snapshots of
+   * versions that always reported both parts: none.
+   */
+  readonly impressions_due?: readonly string[];
   /** Recently closed page views still recognised as late: `[page_view_id, last recv_ms]`. */
   readonly closed_recently: readonly (readonly [string, number])[];
 }
 
 export interface PageViewEntrySnapshot {
   readonly state: PageViewSnapshot;
+  /** What the last minute rows gave (PageViewState.reportedState), and the impression rows too unless `reported_impressions` says otherwise. */
   readonly reported: readonly ReportedImpression[];
+  /** What the last impression rows gave, when that differs from `reported` in its impressions. */
+  readonly reported_impressions?: readonly ReportedImpression[];
 }
 
 /** Pairs of `closed_recently` per chunk of a snapshot's text. */
@@ -69,6 +78,8 @@ interface Entry {
   readonly state: PageViewState;
   /** In `changed` since the last report. */
   changed: boolean;
+  /** Its impression rows are held back since it changed: in `due`. */
+  due: boolean;
   /** Closed: ignore wherever it is still listed. */
   closed: boolean;
   /** Its snapshot as JSON text, valid while the state's snapshot revision is `textRevision`. */
@@ -91,6 +102,9 @@ export class PartitionExposure {
   private closing: Entry[] = [];
   /** Open page views changed since the last report, in order of first change (flag-guarded, no hashing). */
   private changed: Entry[] = [];
+  /** Open page views whose impression rows are held back, in order of holding back (flag-guarded; closed ones are skipped). */
+  private due: Entry[] = [];
+  private dueCount = 0;
   // Insertion order is closing order, which is ascending last recv_ms: pruning reads from the front.
   private readonly closedRecently = new Map<string, number>();
   /**
@@ -128,6 +142,11 @@ export class PartitionExposure {
     return this.open.size + this.closing.length;
   }
 
+  /** Open page views whose impression rows are held back (see {@link writeChanges}). */
+  get impressionsDue(): number {
+    return this.dueCount;
+  }
+
   /** Ids of closed page views still remembered, to answer `late` (bounded by `closedMemoryMs`). */
   get closedIdsRemembered(): number {
     return this.closedRecently.size;
@@ -162,15 +181,38 @@ export class PartitionExposure {
    * first, then the changed ones'. With `onlyChanged`, a row equal to the one the page view's last
    * report gave is left out when that report was written with `onlyChanged` too (see
    * PageViewState.report); the rows of closed page views are always complete.
+   *
+   * Without `impressions`, the changed page views' reports hold only their minute rows (billed
+   * time) and their impression rows are held back: the next call with `impressions` reports them,
+   * changed again or not, after the changed page views' reports. A closed page view's final report
+   * holds both. So after every call the minute rows upserted so far are the current ones, and after
+   * a call with `impressions` the impression rows are too.
    */
-  writeChanges(sink: ReportSink, onlyChanged: boolean): void {
-    for (const entry of this.closing) entry.state.report(sink, true, onlyChanged);
+  writeChanges(sink: ReportSink, onlyChanged: boolean, impressions = true): void {
+    for (const entry of this.closing) {
+      this.clearDue(entry);
+      entry.state.report(sink, true, onlyChanged);
+    }
     this.closing = [];
     for (const entry of this.changed) {
       entry.changed = false;
-      if (!entry.closed) entry.state.report(sink, false, onlyChanged);
+      if (entry.closed) continue;
+      if (impressions) {
+        this.clearDue(entry);
+        entry.state.report(sink, false, onlyChanged, 'both');
+      } else {
+        entry.state.report(sink, false, onlyChanged, 'minutes');
+        this.markDue(entry);
+      }
     }
     this.changed = [];
+    if (!impressions) return;
+    for (const entry of this.due) {
+      if (!entry.due || entry.closed) continue;
+      this.clearDue(entry);
+      entry.state.report(sink, false, onlyChanged, 'impressions');
+    }
+    this.due = [];
   }
 
   /** A plain JSON-compatible copy of the whole partition state. */
@@ -184,6 +226,7 @@ export class PartitionExposure {
       open: [...this.open.values()].map(entrySnapshot),
       closing: this.closing.map(entrySnapshot),
       changed: this.changedIds(),
+      impressions_due: this.dueIds(),
       closed_recently: [...this.closedRecently],
     };
   }
@@ -212,6 +255,7 @@ export class PartitionExposure {
       `"open":[${open.join(',')}],` +
       `"closing":${JSON.stringify(this.closing.map(entrySnapshot))},` +
       `"changed":${JSON.stringify(this.changedIds())},` +
+      `"impressions_due":${JSON.stringify(this.dueIds())},` +
       `"closed_recently":[${this.closedRecentlyText()}]}`
     );
   }
@@ -260,6 +304,10 @@ export class PartitionExposure {
     return this.changed.filter((e) => !e.closed).map((e) => e.state.identity.page_view_id);
   }
 
+  private dueIds(): string[] {
+    return this.due.filter((e) => e.due && !e.closed).map((e) => e.state.identity.page_view_id);
+  }
+
   /**
    * Restores a partition from {@link snapshot} output (also after a JSON round trip); applying
    * the rest of the log then gives exactly what an uninterrupted run gives.
@@ -287,6 +335,13 @@ export class PartitionExposure {
       if (entry === undefined || entry.changed)
         throw new SnapshotError(`changed[${i}]`, 'is not an open page view, or is listed twice');
       partition.markChanged(entry);
+    }
+    const due = o['impressions_due'] === undefined ? [] : expectArray(o['impressions_due'], 'impressions_due');
+    for (const [i, id] of due.entries()) {
+      const entry = partition.open.get(expectString(id, `impressions_due[${i}]`));
+      if (entry === undefined || entry.due)
+        throw new SnapshotError(`impressions_due[${i}]`, 'is not an open page view, or is listed twice');
+      partition.markDue(entry);
     }
     for (const [i, item] of expectArray(o['closed_recently'], 'closed_recently').entries()) {
       const pair = expectArray(item, `closed_recently[${i}]`);
@@ -318,7 +373,7 @@ export class PartitionExposure {
     const state = new PageViewState(PageViewState.identityOf(pageEvent), this.config);
     const outcome = state.apply(pageEvent);
     if (outcome !== 'accepted') return outcome;
-    const opened: Entry = { state, changed: false, closed: false, text: undefined, textRevision: 0 };
+    const opened: Entry = { state, changed: false, due: false, closed: false, text: undefined, textRevision: 0 };
     this.open.set(id, opened);
     this.expiry.push({ lastRecvMs: pageEvent.recv_ms, id, item: opened });
     this.markChanged(opened);
@@ -329,6 +384,19 @@ export class PartitionExposure {
     if (entry.changed) return;
     entry.changed = true;
     this.changed.push(entry);
+  }
+
+  private markDue(entry: Entry): void {
+    if (entry.due) return;
+    entry.due = true;
+    this.dueCount++;
+    this.due.push(entry);
+  }
+
+  private clearDue(entry: Entry): void {
+    if (!entry.due) return;
+    entry.due = false;
+    this.dueCount--;
   }
 
   private closeExpired(watermark: number): void {
@@ -363,8 +431,20 @@ export class PartitionExposure {
 function parseEntry(value: unknown, field: string, config: RulesConfig): Entry {
   const o = expectObject(value, field);
   const state = PageViewState.restore(o['state'], config);
-  const reported = expectArray(o['reported'], `${field}.reported`).map((item, i): ReportedImpression => {
-    const f = `${field}.reported[${i}]`;
+  const reported = parseReported(o['reported'], `${field}.reported`);
+  const impressions =
+    o['reported_impressions'] === undefined
+      ? undefined
+      : parseReported(o['reported_impressions'], `${field}.reported_impressions`);
+  if (state.eventCount === 0)
+    throw new SnapshotError(`${field}.state.events`, 'an open page view has at least one event');
+  state.restoreReported(reported, `${field}.reported`, impressions, `${field}.reported_impressions`);
+  return { state, changed: false, due: false, closed: false, text: undefined, textRevision: 0 };
+}
+
+function parseReported(value: unknown, field: string): ReportedImpression[] {
+  return expectArray(value, field).map((item, i): ReportedImpression => {
+    const f = `${field}[${i}]`;
     const t = expectArray(item, f);
     const meta = parseMeta({ ad_id: t[1], campaign_id: t[2], media: t[3], width: t[4], height: t[5] }, f);
     const minutes = expectArray(t[8], `${f}[8]`).map((m, j) => expectInteger(m, `${f}[8][${j}]`));
@@ -382,12 +462,11 @@ function parseEntry(value: unknown, field: string, config: RulesConfig): Entry {
       minutes,
     ];
   });
-  if (state.eventCount === 0)
-    throw new SnapshotError(`${field}.state.events`, 'an open page view has at least one event');
-  state.restoreReported(reported, `${field}.reported`);
-  return { state, changed: false, closed: false, text: undefined, textRevision: 0 };
 }
 
 function entrySnapshot(e: Entry): PageViewEntrySnapshot {
-  return { state: e.state.snapshot(), reported: e.state.reportedImpressions() };
+  const { reported, impressions } = e.state.reportedState();
+  return impressions === undefined
+    ? { state: e.state.snapshot(), reported }
+    : { state: e.state.snapshot(), reported, reported_impressions: impressions };
 }
