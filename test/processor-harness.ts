@@ -73,8 +73,30 @@ export async function resultsOf(query: (sql: string) => Promise<Rows>, db: strin
   return { impressions: normalise(impressions), minutes: normalise(minutes) };
 }
 
-/** Waits until the audit trail of `db` covers every offset of the topic. */
-export async function caughtUp(query: (sql: string) => Promise<Rows>, db: string, end: Map<number, bigint>, timeoutMs = 180_000): Promise<void> {
+/**
+ * Waits until the audit trail of `db` covers every offset of the topic and the processors at
+ * `processorUrls` hold no impression rows back (their `dwell_processor_impressions_held`): then
+ * every row of every event is written.
+ */
+export async function caughtUp(
+  query: (sql: string) => Promise<Rows>,
+  db: string,
+  end: Map<number, bigint>,
+  processorUrls: string | readonly string[],
+  timeoutMs = 180_000,
+): Promise<void> {
+  await auditCovers(query, db, end, timeoutMs);
+  const urls = typeof processorUrls === 'string' ? [processorUrls] : processorUrls;
+  await eventually(
+    `the processors writing ${db} to hold no impression rows back`,
+    async () => ((await Promise.all(urls.map(impressionsHeld))).every((held) => held === 0) ? true : undefined),
+    timeoutMs,
+    100,
+  );
+}
+
+/** Waits until the audit trail of `db` covers every offset of the topic: the minute rows of every record are written. */
+export async function auditCovers(query: (sql: string) => Promise<Rows>, db: string, end: Map<number, bigint>, timeoutMs = 180_000): Promise<void> {
   await eventually(
     `${db} to process every offset`,
     async () => {
@@ -85,6 +107,17 @@ export async function caughtUp(query: (sql: string) => Promise<Rows>, db: string
     timeoutMs,
     250,
   );
+}
+
+/** The processor's `dwell_processor_impressions_held`, summed over its partitions. */
+export async function impressionsHeld(processorUrl: string): Promise<number> {
+  const text = await (await fetch(`${processorUrl}/metrics`)).text();
+  let held = 0;
+  for (const line of text.split('\n')) {
+    const match = /^dwell_processor_impressions_held(?:\{[^}]*\})? (\S+)$/.exec(line);
+    if (match !== null) held += Number(match[1]);
+  }
+  return held;
 }
 
 /** Queries through a processor's own ClickHouse client. */

@@ -100,7 +100,7 @@ describe('thin slice: WebSocket → Kafka → processor → ClickHouse', () => {
 
     // In ClickHouse: the impression, billed by the server from the events, once the audit trail
     // says every offset of the topic is processed (it is stored after the result rows).
-    await caughtUp(async (query) => (await sql(query)) as Rows, database, await topicEnd(kafka, topic), 60_000);
+    await caughtUp(async (query) => (await sql(query)) as Rows, database, await topicEnd(kafka, topic), processor.httpUrl, 60_000);
     const rows = await sql(
       `SELECT impression_id, ad_id, user_id, site_id, viewable_ms, billable FROM ${database}.impressions FINAL WHERE page_view_id = '${pageViewId}'`,
     );

@@ -47,7 +47,7 @@ describe('worked examples through Kafka, the processor and ClickHouse', () => {
     // Once the audit trail covers every offset, the results of every event are written (the
     // ranges are stored after the rows); an ad seen earlier may still show a page view's first
     // events only, so waiting for the ads to appear is not enough.
-    await caughtUp(sqlOf(processor), setup.database, await topicEnd(setup.kafka, setup.topic), 60_000);
+    await caughtUp(sqlOf(processor), setup.database, await topicEnd(setup.kafka, setup.topic), processor.httpUrl, 60_000);
     const rows = await billing('--by', 'ad', '--from', from, '--to', to);
     expect(rows.map((r) => r['impressions'])).toEqual(WORKED_EXAMPLES.map(() => 1));
     expect(Object.fromEntries(rows.map((r) => [r['key'], r['billable_ms']]))).toEqual(expected);

@@ -83,7 +83,7 @@ describe('ClickHouse failures', () => {
       await new Promise((resolve) => setTimeout(resolve, 300));
     }
     const end = await topicEnd(setup.kafka, setup.topic);
-    await caughtUp(sql, setup.database, end);
+    await caughtUp(sql, setup.database, end, processor.httpUrl);
     expect(faulty?.faults.unavailable).toBeGreaterThan(0);
     expect(faulty?.faults.midWrite).toBeGreaterThan(0);
     expect(faulty?.faults.lostAnswer).toBeGreaterThan(0);
@@ -101,7 +101,7 @@ describe('ClickHouse failures', () => {
       CLICKHOUSE_DATABASE: `${setup.database}_clean`,
     });
     cleanups.push(() => clean.stop());
-    await caughtUp(sqlOf(clean), `${setup.database}_clean`, end);
+    await caughtUp(sqlOf(clean), `${setup.database}_clean`, end, clean.httpUrl);
     const [withFaults, withoutFaults] = await Promise.all([resultsOf(sql, setup.database), resultsOf(sqlOf(clean), `${setup.database}_clean`)]);
     expect(withoutFaults.impressions.length).toBeGreaterThan(300);
     expect(withFaults.impressions).toEqual(withoutFaults.impressions);

@@ -16,6 +16,11 @@ export const PROCESSOR_SETTINGS = {
     10_000,
     { min: 10 },
   ),
+  PROCESSOR_IMPRESSION_INTERVAL_MS: env.int(
+    'How often the impression rows of open page views are written, ms. Every write carries the minute rows, which hold billed time; nearly every event changes its page view\'s impression rows too (last seen, milliseconds in view), and writing them at every write costs ClickHouse about twice the rows. So between these turns the impression rows (counts, viewability, time-in-view buckets) are held back and trail billed time by up to this much while a page view is open; a closed page view\'s rows are always written whole. At most PROCESSOR_FLUSH_INTERVAL_MS: every write carries both.',
+    2000,
+    { min: 0 },
+  ),
   PROCESSOR_SNAPSHOT_INTERVAL_MS: env.int(
     'How often each partition\'s state is snapshotted and its offset committed, ms: at most this much of the log is processed again after a crash; each snapshot serializes the partition\'s open page views.',
     30_000,

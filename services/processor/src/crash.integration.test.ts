@@ -78,7 +78,7 @@ describe('crash recovery', () => {
     const end = await topicEnd(setup.kafka, setup.topic);
     await eventually('the processor serving', async () => ((await crashingSql('SELECT 1 AS ok'))[0]?.['ok'] === 1 ? true : undefined), 60_000, 100);
     progress('all events produced; waiting for the restarted processor to catch up');
-    await caughtUp(crashingSql, crashingDb, end);
+    await caughtUp(crashingSql, crashingDb, end, `http://127.0.0.1:${port}`);
     expect(kills).toBe(5);
     progress('crashing processor caught up; running the uninterrupted one');
 
@@ -87,7 +87,7 @@ describe('crash recovery', () => {
     const steady: Processor = await startTestProcessor({ ...setup.env, PROCESSOR_GROUP_ID: `${setup.env['PROCESSOR_GROUP_ID']}_steady`, PROCESSOR_WORKER_THREAD: 'false' });
     cleanups.push(() => steady.stop());
     const steadySql = sqlOf(steady);
-    await caughtUp(steadySql, setup.database, end);
+    await caughtUp(steadySql, setup.database, end, steady.httpUrl);
     progress('uninterrupted processor caught up; comparing');
 
     const [steadyResults, crashedResults] = await Promise.all([resultsOf(steadySql, setup.database), resultsOf(crashingSql, crashingDb)]);

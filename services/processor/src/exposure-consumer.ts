@@ -18,6 +18,12 @@ export interface ExposureConsumerOptions {
   readonly flushIntervalMs: number;
   /** Longest interval between writes while behind the log, ms (see write-pacing.ts); `flushIntervalMs` or less: always `flushIntervalMs`. */
   readonly maxFlushIntervalMs: number;
+  /**
+   * How often a partition's writes carry the impression rows of its open page views, ms; the
+   * writes between carry their minute rows (billed time) and hold the impression rows back. At most
+   * `flushIntervalMs`: every write carries both.
+   */
+  readonly impressionIntervalMs: number;
   /** How often partition state is snapshotted and offsets committed, ms (longer for costly snapshots, see snapshot-pacing.ts). */
   readonly snapshotIntervalMs: number;
   /** Most of the time snapshots may take, percent (see snapshot-pacing.ts). */
@@ -48,6 +54,10 @@ interface PartitionState {
   backlog: number;
   /** Kafka timestamp of the last record taken, ms (NaN: none yet, or it carried none). */
   lastTakenAtMs: number;
+  /** Open page views whose impression rows are held back, as of the last write stored (after a restore: its page views, until a write says). */
+  impressionsHeld: number;
+  /** When its last write with impression rows was asked for, ms; staggered per partition, so that each write carries the impression rows of only some partitions. */
+  impressionsAt: number;
 }
 
 /** Result writes that may wait for ClickHouse while consumption continues. */
@@ -126,6 +136,13 @@ export class ExposureConsumer {
       (now) => this.writeIntervalMs(now),
       (state) => this.snapshotIntervalMs(state),
     );
+  }
+
+  /** Open page views whose impression rows are held back across partitions, as of the last write stored. */
+  get impressionsHeld(): number {
+    let total = 0;
+    for (const state of this.partitions.values()) total += state.impressionsHeld;
+    return total;
   }
 
   /** Subscribes and runs until `stop()`. */
@@ -312,6 +329,8 @@ export class ExposureConsumer {
    * `lastInLog`: the partition's last offset now, beyond which no earlier owner has written rows.
    */
   private async resume(partition: number, committed: number, lastInLog: number): Promise<PartitionState> {
+    const now = Date.now();
+    const { flushIntervalMs, impressionIntervalMs } = this.options;
     const fresh = (offset: number, pageViews: number, seek: boolean): PartitionState => ({
       partition,
       nextOffset: offset,
@@ -323,6 +342,10 @@ export class ExposureConsumer {
       pageViews,
       backlog: 0,
       lastTakenAtMs: Number.NaN,
+      // A snapshot may hold page views whose impression rows were held back: count them all until a write says.
+      impressionsHeld: pageViews,
+      // Partition p's first impression rows a turn of p write intervals later than partition 0's.
+      impressionsAt: now - ((partition * flushIntervalMs) % Math.max(1, impressionIntervalMs)),
     });
     const stored = await this.store.latestSnapshot(this.options.topic, partition, committed.toString());
     if (stored !== undefined) {
@@ -361,22 +384,34 @@ export class ExposureConsumer {
   /**
    * Writes the results every partition accumulated since the last flush. Retries until stored.
    * The engine is asked for them now, so the write holds exactly the records handed over so far;
-   * it is computed and written while consumption goes on.
+   * it is computed and written while consumption goes on. A partition's write carries its held-back
+   * impression rows once its impression interval has passed (`allImpressions`: now), and such a
+   * write happens even when no record came since the last one.
    */
-  private async flush(keepAlive: () => Promise<void>): Promise<void> {
-    this.lastFlushAt = Date.now();
-    const states = [...this.partitions.values()]
-      .filter((s) => s.nextOffset !== s.unflushedFrom)
-      .sort((a, b) => a.partition - b.partition);
-    if (states.length === 0) return;
-    const spans = states.map((state) => ({ state, first: state.unflushedFrom, last: state.nextOffset - 1 }));
-    for (const state of states) state.unflushedFrom = state.nextOffset;
-    const taken = this.engine.take(spans.map(({ state, last }) => [state.partition, last] as const));
-    const { topic, processorId } = this.options;
+  private async flush(keepAlive: () => Promise<void>, allImpressions = false): Promise<void> {
+    const now = Date.now();
+    this.lastFlushAt = now;
+    const { topic, processorId, impressionIntervalMs } = this.options;
+    const spans = [...this.partitions.values()]
+      .map((state) => ({
+        state,
+        first: state.unflushedFrom,
+        last: state.nextOffset - 1,
+        impressions: allImpressions || now - state.impressionsAt >= impressionIntervalMs,
+      }))
+      .filter(({ state, impressions }) => state.nextOffset !== state.unflushedFrom || (impressions && state.impressionsHeld > 0))
+      .sort((a, b) => a.state.partition - b.state.partition);
+    if (spans.length === 0) return;
+    for (const { state, impressions } of spans) {
+      state.unflushedFrom = state.nextOffset;
+      if (impressions) state.impressionsAt = now;
+    }
+    const taken = this.engine.take(spans.map(({ state, last, impressions }) => [state.partition, last, impressions] as const));
     const rulesVersion = this.rules.rulesVersion;
+    // A write without the held-back impression rows is another write than one with them.
     const token = createHash('sha256')
       .update(
-        `${spans.map((r) => `${topic}:${r.state.partition}:${r.first}-${r.last}`).join('|')}|rules${rulesVersion}`,
+        `${spans.map((r) => `${topic}:${r.state.partition}:${r.first}-${r.last}${r.impressions ? '' : ':minutes'}`).join('|')}|rules${rulesVersion}`,
       )
       .digest('hex');
     // Writes run one after another, in order, while consumption goes on: ClickHouse works in its
@@ -385,20 +420,23 @@ export class ExposureConsumer {
     const written = this.writes.then(async () => {
       const results = await taken;
       let oldest: number | undefined;
-      const ranges: ProcessedRange[] = spans.map(({ state, first, last }, i) => {
+      const ranges: ProcessedRange[] = [];
+      spans.forEach(({ state, first, last }, i) => {
         const counted = results.partitions[i];
         if (counted === undefined || counted.partition !== state.partition)
           throw new Error('the partition engine answered for other partitions');
         if (this.partitions.get(state.partition) === state) state.pageViews = counted.pageViews;
         if (counted.oldestRecvMs !== null) oldest = Math.min(oldest ?? Infinity, counted.oldestRecvMs);
-        return {
+        // A write of held-back impression rows alone covers no new offsets: no range to record.
+        if (last < first) return;
+        ranges.push({
           topic,
           partition: state.partition,
           first_offset: first.toString(),
           last_offset: last.toString(),
           events: counted.events,
           rejected: counted.rejected,
-        };
+        });
       });
       const write: ResultsWrite = {
         impressions: results.impressions,
@@ -409,7 +447,11 @@ export class ExposureConsumer {
         token,
       };
       const started = Date.now();
-      await this.retry('write results to ClickHouse', () => this.store.writeResults(write), keepAlive);
+      if (ranges.length > 0 || write.impressions.rows > 0 || write.minutes.rows > 0)
+        await this.retry('write results to ClickHouse', () => this.store.writeResults(write), keepAlive);
+      spans.forEach(({ state }, i) => {
+        if (this.partitions.get(state.partition) === state) state.impressionsHeld = results.partitions[i]?.impressionsHeld ?? 0;
+      });
       this.metrics.flushed(
         Date.now() - started,
         write.impressions.rows,
@@ -440,7 +482,8 @@ export class ExposureConsumer {
   private async startSnapshot(keepAlive: () => Promise<void>, only?: PartitionState): Promise<void> {
     const now = Date.now();
     this.lastSnapshotAt = now;
-    await this.flush(keepAlive);
+    // Before handing every partition over (stopping, a rebalance), its held-back impression rows too.
+    await this.flush(keepAlive, only === undefined);
     // Asked right after the flush: each snapshot holds exactly the records up to its offset.
     const wanted = (only === undefined ? [...this.partitions.values()] : [only])
       .filter((state) => this.partitions.get(state.partition) === state)
@@ -625,6 +668,11 @@ function processorMetrics(
   );
   registry.gauge('dwell_processor_page_views_in_memory', 'Open page views held, by partition.', () =>
     [...partitions().values()].map((s) => [{ partition: String(s.partition) }, s.pageViews] as const),
+  );
+  registry.gauge(
+    'dwell_processor_impressions_held',
+    'Open page views whose impression rows are held back until their next turn (PROCESSOR_IMPRESSION_INTERVAL_MS), by partition, as of the last write stored; their minute rows (billed time) are written. After a restore, the restored page views until the first write says.',
+    () => [...partitions().values()].map((s) => [{ partition: String(s.partition) }, s.impressionsHeld] as const),
   );
   return {
     /** Adds and zeroes per-outcome counts indexed like EVENT_OUTCOMES. */

@@ -11,7 +11,7 @@
 import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { RulesConfig } from '@dwell/exposure';
-import { PartitionWork, type AppliedBatch, type SnapshotText, type TakenResults } from './partition-work.js';
+import { PartitionWork, type AppliedBatch, type SnapshotText, type TakeRequest, type TakenResults } from './partition-work.js';
 import { joinEncodedRows, type EncodedRows } from '@dwell/warehouse';
 
 export interface PartitionEngine {
@@ -20,7 +20,7 @@ export interface PartitionEngine {
   drop(partition: number): void;
   /** Applies a partition's next records; the batch may be copied, never kept. */
   apply(partition: number, values: ReadonlyArray<Buffer | null>): Promise<AppliedBatch>;
-  take(versions: ReadonlyArray<readonly [partition: number, version: number]>): Promise<TakenResults>;
+  take(versions: ReadonlyArray<TakeRequest>): Promise<TakenResults>;
   snapshot(partition: number): Promise<SnapshotText>;
   /**
    * The operating system's ids of the worker threads doing the work, one entry per thread in the
@@ -51,7 +51,7 @@ export class InThreadEngine implements PartitionEngine {
     return settle(() => this.work.apply(partition, values));
   }
 
-  take(versions: ReadonlyArray<readonly [number, number]>): Promise<TakenResults> {
+  take(versions: ReadonlyArray<TakeRequest>): Promise<TakenResults> {
     return settle(() => this.work.take(versions));
   }
 
@@ -92,7 +92,7 @@ export type WorkerRequest =
       readonly bytes: Uint8Array;
       readonly lengths: Int32Array;
     }
-  | { readonly op: 'take'; readonly versions: ReadonlyArray<readonly [number, number]> }
+  | { readonly op: 'take'; readonly versions: ReadonlyArray<TakeRequest> }
   | { readonly op: 'snapshot'; readonly partition: number };
 
 export type WorkerAnswer =
@@ -156,7 +156,7 @@ export class WorkerThreadEngine implements PartitionEngine {
     ]) as Promise<AppliedBatch>;
   }
 
-  take(versions: ReadonlyArray<readonly [number, number]>): Promise<TakenResults> {
+  take(versions: ReadonlyArray<TakeRequest>): Promise<TakenResults> {
     return this.request({ op: 'take', versions }) as Promise<TakenResults>;
   }
 
@@ -213,7 +213,7 @@ export class SpreadEngine implements PartitionEngine {
     return this.of(partition).apply(partition, values);
   }
 
-  async take(versions: ReadonlyArray<readonly [number, number]>): Promise<TakenResults> {
+  async take(versions: ReadonlyArray<TakeRequest>): Promise<TakenResults> {
     const n = this.engines.length;
     const asked = this.engines.map((engine, i) => {
       const mine = versions.filter(([partition]) => partition % n === i);

@@ -36,6 +36,14 @@ export interface AppliedBatch {
   readonly rejections: Rejection[];
 }
 
+/**
+ * What a write asks of a partition: its rows as of `version` (the partition's last offset), and
+ * whether they include the impression rows held back so far (false: only the minute rows of the
+ * page views that changed, whose impression rows are then held back; see
+ * PartitionExposure.writeChanges). Without the flag: both.
+ */
+export type TakeRequest = readonly [partition: number, version: number, impressions?: boolean];
+
 /** What changed since the last take, for the partitions asked, in the order asked. */
 export interface TakenResults {
   readonly impressions: EncodedRows;
@@ -48,6 +56,8 @@ export interface TakenResults {
     /** Oldest recv_ms among those events: how stale ClickHouse was until this write. */
     readonly oldestRecvMs: number | null;
     readonly pageViews: number;
+    /** Open page views whose impression rows are held back after this take. */
+    readonly impressionsHeld: number;
   }>;
 }
 
@@ -143,25 +153,27 @@ export class PartitionWork {
 
   /**
    * Changed results of the given partitions as rows of `version` (the partition's last offset):
-   * the rows whose values differ from what was last written, and every row of a closed page view.
+   * the rows whose values differ from what was last written, and every row of a closed page view;
+   * the impression rows of open page views only where the request says so (TakeRequest).
    */
-  take(versions: ReadonlyArray<readonly [partition: number, version: number]>): TakenResults {
+  take(versions: ReadonlyArray<TakeRequest>): TakenResults {
     const impressions = new RowsEncoder();
     const minutes = new RowsEncoder();
     const sink = new RowsSink(impressions, minutes);
     const partitions: Array<TakenResults['partitions'][number]> = [];
-    for (const [partition, version] of versions) {
+    for (const [partition, version, withImpressions = true] of versions) {
       const held = this.held.get(partition);
       if (held === undefined) throw new Error(`partition ${partition} is not restored`);
       sink.version = version;
       // Closed before changed: an id that closed and opened again must land in that order.
-      held.exposure.writeChanges(sink, held.trust.begin(version));
+      held.exposure.writeChanges(sink, held.trust.begin(version), withImpressions);
       partitions.push({
         partition,
         events: held.events,
         rejected: held.rejected,
         oldestRecvMs: Number.isNaN(held.oldestRecvMs) ? null : held.oldestRecvMs,
         pageViews: held.exposure.pageViewsInMemory,
+        impressionsHeld: held.exposure.impressionsDue,
       });
       held.events = 0;
       held.rejected = 0;

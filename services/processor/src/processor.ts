@@ -81,6 +81,7 @@ export async function startProcessor(config: ProcessorConfig, logger: Logger, ho
       processorId: config.PROCESSOR_ID,
       flushIntervalMs: config.PROCESSOR_FLUSH_INTERVAL_MS,
       maxFlushIntervalMs: config.PROCESSOR_MAX_FLUSH_INTERVAL_MS,
+      impressionIntervalMs: config.PROCESSOR_IMPRESSION_INTERVAL_MS,
       snapshotIntervalMs: config.PROCESSOR_SNAPSHOT_INTERVAL_MS,
       snapshotMaxPercent: config.PROCESSOR_SNAPSHOT_MAX_PERCENT,
       keepSnapshots: 3,

@@ -39,7 +39,7 @@ describe('rebalance', () => {
     await second.stop();
     await produceEvents(setup.kafka, setup.topic, events.slice(2 * third));
     const end = await topicEnd(setup.kafka, setup.topic);
-    await caughtUp(sql, setup.database, end);
+    await caughtUp(sql, setup.database, end, first.httpUrl);
 
     // The reference: one processor alone over the same log, into another database.
     const alone: Processor = await startTestProcessor({
@@ -48,7 +48,7 @@ describe('rebalance', () => {
       CLICKHOUSE_DATABASE: `${setup.database}_alone`,
     });
     cleanups.push(() => alone.stop());
-    await caughtUp(sqlOf(alone), `${setup.database}_alone`, end);
+    await caughtUp(sqlOf(alone), `${setup.database}_alone`, end, alone.httpUrl);
 
     const [shared, reference] = await Promise.all([resultsOf(sql, setup.database), resultsOf(sqlOf(alone), `${setup.database}_alone`)]);
     expect(reference.impressions.length).toBeGreaterThan(400);

@@ -43,7 +43,7 @@ describe('write pacing behind the log', () => {
     const fixed = await start('fixed', { PROCESSOR_MAX_FLUSH_INTERVAL_MS: '50' });
     const pacedSql = sqlOf(paced.processor);
     const fixedSql = sqlOf(fixed.processor);
-    await Promise.all([caughtUp(pacedSql, paced.database, end), caughtUp(fixedSql, fixed.database, end)]);
+    await Promise.all([caughtUp(pacedSql, paced.database, end, paced.processor.httpUrl), caughtUp(fixedSql, fixed.database, end, fixed.processor.httpUrl)]);
 
     const writes = async (sql: typeof pacedSql, database: string): Promise<number> =>
       Number((await sql(`SELECT count() AS n FROM ${database}.processed_ranges FINAL`))[0]?.['n']);

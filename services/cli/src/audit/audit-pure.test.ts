@@ -161,8 +161,18 @@ describe('compare', () => {
     const moved = compare({ ...base, billedImpressions: changed, positionsAfter: new Map([[0, 20n], [1, 25n]]) });
     expect(moved.differences.filter((d) => d.kind !== 'ad_day')).toEqual([]);
     expect(moved.uncompared).toEqual([{ page_view_id: 'p2', partition: 1, reason: 'in_flux' }]);
-    const still = compare({ ...base, billedImpressions: changed });
-    expect(still.differences.map((d) => `${d.kind}:${d.status}`)).toEqual(['impression:changed']);
+    const stillMinutes = base.billedMinutes.map((m) => (m.page_view_id === 'p2' ? { ...m, viewable_ms: m.viewable_ms + 1 } : m));
+    const still = compare({ ...base, billedImpressions: changed, billedMinutes: stillMinutes });
+    expect(still.differences.map((d) => `${d.kind}:${d.status}`)).toEqual(['impression:changed', 'minute:changed', 'ad_day:changed']);
+  });
+
+  it('leaves out an open page view whose impression rows alone differ (held back by the processor), not a closed one', () => {
+    const open = compare({ ...base, billedImpressions: base.billedImpressions.map((r) => (r.page_view_id === 'p2' ? { ...r, credited_ms: 1 } : r)) });
+    expect(open.differences).toEqual([]);
+    expect(open.uncompared).toEqual([{ page_view_id: 'p2', partition: 1, reason: 'impressions_held' }]);
+    const closed = compare({ ...base, billedImpressions: base.billedImpressions.map((r) => (r.page_view_id === 'p3' ? { ...r, credited_ms: 1 } : r)) });
+    expect(closed.differences.map((d) => `${d.kind}:${d.status}:${String(d.key['page_view_id'])}`)).toEqual(['impression:changed:p3']);
+    expect(closed.uncompared).toEqual([]);
   });
 
   it('ignores zeroed retraction rows the replay has no counterpart for', () => {

@@ -25,6 +25,8 @@ import type { AuditScope, ReplayedPageView } from './replay-engine.js';
 export const UNCOMPARED_REASONS = {
   not_yet_processed: 'the log has events of the page view beyond the offset the processor had written results for',
   in_flux: 'the processor wrote newer results while the replay ran, and the page view was still open',
+  impressions_held:
+    'the page view is open and only its impression rows differ: the processor writes an open page view\'s impression rows every PROCESSOR_IMPRESSION_INTERVAL_MS, its minute rows (billed time) at every write',
 } as const;
 export type UncomparedReason = keyof typeof UNCOMPARED_REASONS;
 
@@ -163,6 +165,19 @@ export function compare(input: ComparisonInput): Comparison {
   if (inFlux.size > 0) {
     for (const id of inFlux) uncompared.set(id, { page_view_id: id, partition: views.get(id)?.partition ?? null, reason: 'in_flux' });
     differences = differences.filter((d) => !inFlux.has(String(d.key['page_view_id'])));
+  }
+  // An open page view's impression rows may trail its minute rows by the processor's impression
+  // interval: when they alone differ, there is nothing to compare yet (its billed minutes matched).
+  const minutesDiffer = new Set(differences.filter((d) => d.kind === 'minute').map((d) => String(d.key['page_view_id'])));
+  const held = new Set<string>();
+  for (const d of differences) {
+    const id = String(d.key['page_view_id']);
+    const view = views.get(id);
+    if (d.kind === 'impression' && view !== undefined && !view.closed && !minutesDiffer.has(id)) held.add(id);
+  }
+  if (held.size > 0) {
+    for (const id of held) uncompared.set(id, { page_view_id: id, partition: views.get(id)?.partition ?? null, reason: 'impressions_held' });
+    differences = differences.filter((d) => !held.has(String(d.key['page_view_id'])));
   }
   const comparedNow = (id: string): boolean => !uncompared.has(id);
   const replayTotalsCompared = adDayTotals(pick.replayImpressions.filter((r) => comparedNow(r.page_view_id)), pick.replayMinutes.filter((m) => comparedNow(m.page_view_id)));

@@ -145,7 +145,7 @@ beforeAll(async () => {
   }
   const end = await topicEnd(setup.kafka, setup.topic);
   await eventually('the processor serving', async () => ((await sql('SELECT 1 AS ok'))[0]?.['ok'] === 1 ? true : undefined), 60_000, 100);
-  await caughtUp(sql, crashingDb, end);
+  await caughtUp(sql, crashingDb, end, processorUrl());
   progress(`${events.length} events produced and billed by a processor killed 3 times`);
 }, 180_000);
 
@@ -248,7 +248,7 @@ describe('dwell replay', () => {
     const steady: Processor = await startTestProcessor({ ...setup.env, PROCESSOR_GROUP_ID: uniqueName('steady') });
     cleanups.push(() => steady.stop());
     const sql = sqlOf(steady);
-    await caughtUp(sql, setup.database, await topicEnd(setup.kafka, setup.topic));
+    await caughtUp(sql, setup.database, await topicEnd(setup.kafka, setup.topic), steady.httpUrl);
     const [row] = await sql(`SELECT * FROM ${setup.database}.impressions FINAL WHERE billable AND page_view_id LIKE 'pv-12-%' ORDER BY page_view_id, impression_id LIMIT 1`);
     expect(row).toBeDefined();
     const original = Number(row?.['viewable_ms']);
