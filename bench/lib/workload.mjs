@@ -71,9 +71,11 @@ export function encodedWorkload({ seed = 1, events: total, eventsPerPageView = 3
  * One pass of a processor worker's work (a `PartitionWork` class, from whichever build) over
  * `events` of one partition, in batches of 200, writing every `everyMs` of event time: CPU µs and
  * rows written per event, of the events from `measureFrom` on (the ones before build up the state
- * the measured ones meet, as a processor that has run for a while holds it).
+ * the measured ones meet, as a processor that has run for a while holds it). A write carries the
+ * open page views' impression rows once `impressionEveryMs` of event time has passed since the last
+ * one that did (0: every write, as with PROCESSOR_IMPRESSION_INTERVAL_MS=0).
  */
-export function workerPass(PartitionWork, events, everyMs, measureFrom = 0) {
+export function workerPass(PartitionWork, events, everyMs, measureFrom = 0, impressionEveryMs = 0) {
   const work = new PartitionWork();
   work.restore(0, null, 0);
   let writeAt = events[0].recvMs + everyMs;
@@ -81,10 +83,14 @@ export function workerPass(PartitionWork, events, everyMs, measureFrom = 0) {
   let rows = 0;
   let before;
   let pageViewsHeld = 0;
-  const take = (offset) => {
+  let impressionsAt = events[0].recvMs;
+  const take = (offset, last = false) => {
     work.apply(0, batch);
     batch = [];
-    const taken = work.take([[0, offset]]);
+    const now = events[Math.max(0, offset)].recvMs;
+    const impressions = last || now - impressionsAt >= impressionEveryMs;
+    if (impressions) impressionsAt = now;
+    const taken = work.take([[0, offset, impressions]]);
     if (before !== undefined) rows += taken.impressions.rows + taken.minutes.rows;
     pageViewsHeld = taken.partitions[0]?.pageViews ?? 0;
   };
@@ -105,7 +111,7 @@ export function workerPass(PartitionWork, events, everyMs, measureFrom = 0) {
       batch = [];
     }
   }
-  take(events.length - 1);
+  take(events.length - 1, true);
   const used = process.cpuUsage(before);
   const measured = events.length - measureFrom;
   return { us: (used.user + used.system) / measured, rows: rows / measured, pageViewsHeld };

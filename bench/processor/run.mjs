@@ -44,7 +44,7 @@ const FRESH_RATE = flag('fresh-rate', undefined);
 const root = fileURLToPath(new URL('../..', import.meta.url));
 /** Processor settings from the environment (the benchmark sets brokers, topics, ports and storage itself). */
 const TRIED_SETTINGS = Object.fromEntries(
-  ['PROCESSOR_FLUSH_INTERVAL_MS', 'PROCESSOR_MAX_FLUSH_INTERVAL_MS', 'PROCESSOR_SNAPSHOT_INTERVAL_MS', 'PROCESSOR_WORKER_THREAD', 'PROCESSOR_WORKER_THREADS']
+  ['PROCESSOR_FLUSH_INTERVAL_MS', 'PROCESSOR_MAX_FLUSH_INTERVAL_MS', 'PROCESSOR_IMPRESSION_INTERVAL_MS', 'PROCESSOR_SNAPSHOT_INTERVAL_MS', 'PROCESSOR_WORKER_THREAD', 'PROCESSOR_WORKER_THREADS']
     .filter((name) => process.env[name] !== undefined && process.env[name] !== '')
     .map((name) => [name, process.env[name]]),
 );
