@@ -8,7 +8,7 @@ import { Mutex } from './mutex.js';
 import type { PartitionEngine } from './partition-engine.js';
 import type { AppliedBatch, Rejection } from './partition-work.js';
 import { snapshotIntervalMs } from './snapshot-pacing.js';
-import { lagMs, writeIntervalMs } from './write-pacing.js';
+import { firstImpressionTurn, lagMs, nextImpressionTurn, writeIntervalMs } from './write-pacing.js';
 
 export interface ExposureConsumerOptions {
   readonly topic: string;
@@ -56,7 +56,7 @@ interface PartitionState {
   lastTakenAtMs: number;
   /** Open page views whose impression rows are held back, as of the last write stored (after a restore: its page views, until a write says). */
   impressionsHeld: number;
-  /** When its last write with impression rows was asked for, ms; staggered per partition, so that each write carries the impression rows of only some partitions. */
+  /** The start of its current impression turn, ms: a write carries its impression rows once a turn has passed since. Staggered per partition and kept on that beat, so that each write carries the impression rows of only some partitions. */
   impressionsAt: number;
 }
 
@@ -344,8 +344,7 @@ export class ExposureConsumer {
       lastTakenAtMs: Number.NaN,
       // A snapshot may hold page views whose impression rows were held back: count them all until a write says.
       impressionsHeld: pageViews,
-      // Partition p's first impression rows a turn of p write intervals later than partition 0's.
-      impressionsAt: now - ((partition * flushIntervalMs) % Math.max(1, impressionIntervalMs)),
+      impressionsAt: firstImpressionTurn(partition, flushIntervalMs, impressionIntervalMs, now),
     });
     const stored = await this.store.latestSnapshot(this.options.topic, partition, committed.toString());
     if (stored !== undefined) {
@@ -404,7 +403,7 @@ export class ExposureConsumer {
     if (spans.length === 0) return;
     for (const { state, impressions } of spans) {
       state.unflushedFrom = state.nextOffset;
-      if (impressions) state.impressionsAt = now;
+      if (impressions) state.impressionsAt = nextImpressionTurn(state.impressionsAt, now, impressionIntervalMs);
     }
     const taken = this.engine.take(spans.map(({ state, last, impressions }) => [state.partition, last, impressions] as const));
     const rulesVersion = this.rules.rulesVersion;

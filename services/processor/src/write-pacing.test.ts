@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { lagMs, writeIntervalMs } from './write-pacing.js';
+import { firstImpressionTurn, lagMs, nextImpressionTurn, writeIntervalMs } from './write-pacing.js';
 
 describe('lagMs', () => {
   const now = 1_000_000;
@@ -40,5 +40,25 @@ describe('writeIntervalMs', () => {
 
   it('never goes below the base interval, even with a smaller maximum', () => {
     expect(writeIntervalMs(500, 100, 60_000)).toBe(500);
+  });
+});
+
+describe('impression turns', () => {
+  it('start a write interval apart per partition, wrapping around the impression interval', () => {
+    expect([0, 1, 2, 3, 4, 5].map((p) => firstImpressionTurn(p, 500, 2000, 10_000))).toEqual([10_000, 9_500, 9_000, 8_500, 10_000, 9_500]);
+    // The turn of partition p is due once the interval has passed since its start: partition 3 first.
+    expect([0, 1, 2, 3].filter((p) => 10_600 - firstImpressionTurn(p, 500, 2000, 10_000) >= 2000)).toEqual([3]);
+  });
+
+  it('keep each partition on its beat however late the write with impression rows came', () => {
+    expect(nextImpressionTurn(8_500, 10_600, 2000)).toBe(10_500);
+    expect(nextImpressionTurn(8_500, 15_100, 2000)).toBe(14_500);
+    // A write before the turn was due (stopping, a rebalance) still moves on by one turn.
+    expect(nextImpressionTurn(8_500, 9_000, 2000)).toBe(10_500);
+  });
+
+  it('are every write when the interval is 0', () => {
+    expect(firstImpressionTurn(3, 500, 0, 10_000)).toBe(10_000);
+    expect(nextImpressionTurn(8_500, 10_600, 0)).toBe(10_600);
   });
 });

@@ -1,5 +1,6 @@
 /**
- * How often the processor writes results while it is behind the log.
+ * How often the processor writes results while it is behind the log (and, at the end, which
+ * writes carry the impression rows of open page views: firstImpressionTurn, nextImpressionTurn).
  *
  * A write holds one row per impression (and per billable minute) of every page view that changed
  * since the last write, whatever number of events changed it. Live, a page view sends about one
@@ -45,4 +46,25 @@ export function lagMs(partitions: Iterable<PartitionLag>, nowMs: number): number
 export function writeIntervalMs(baseMs: number, maxMs: number, lag: number): number {
   if (lag <= PACING_FROM_INTERVALS * baseMs) return baseMs;
   return Math.max(baseMs, Math.min(maxMs, lag / 2));
+}
+
+/**
+ * When partition `partition`'s first impression turn starts, for a processor that takes it over at
+ * `now`: partition p a write interval after p − 1, wrapping around the impression interval, so
+ * that the partitions' held-back impression rows (PROCESSOR_IMPRESSION_INTERVAL_MS) go out in
+ * different writes instead of all in one.
+ */
+export function firstImpressionTurn(partition: number, flushIntervalMs: number, impressionIntervalMs: number, now: number): number {
+  if (impressionIntervalMs <= 0) return now;
+  return now - ((partition * flushIntervalMs) % impressionIntervalMs);
+}
+
+/**
+ * The start of the next impression turn after a write with impression rows at `now` in the turn
+ * that started at `turn`: whole intervals later, on the partition's own beat (however late the
+ * write came), and always later than `turn`.
+ */
+export function nextImpressionTurn(turn: number, now: number, impressionIntervalMs: number): number {
+  if (impressionIntervalMs <= 0) return now;
+  return turn + Math.max(1, Math.floor((now - turn) / impressionIntervalMs)) * impressionIntervalMs;
 }
