@@ -8,7 +8,7 @@ export interface LogRecord {
 
 /** The defaults of {@link EventLogOptions}; the gateway's settings take theirs from here. */
 export const EVENT_LOG_DEFAULTS = Object.freeze({
-  lingerMs: 6,
+  lingerMs: 4,
   maxBatchRecords: 2000,
   maxInFlight: 2,
   maxBufferedBytes: 64 * 1024 * 1024,
@@ -17,7 +17,7 @@ export const EVENT_LOG_DEFAULTS = Object.freeze({
 
 export interface EventLogOptions {
   readonly topic: string;
-  /** How long records wait to join a batch when no produce request is in flight, ms. Default 6. */
+  /** How long records wait to join a batch when no produce request is in flight, ms. Default 4. */
   readonly lingerMs?: number;
   /** Records per produce request. Default 2000. */
   readonly maxBatchRecords?: number;
