@@ -141,14 +141,15 @@ export class PageViewState {
   /** `t_mono_ms` of the first and the last event by seq. */
   private anchorT = 0;
   private lastT = 0;
+  /** Counts reports (and restores): each gets a round of its own. */
+  private reportRound = 0;
   // The last report of the impression rows (see report()): its round, its impressions in its
   // order, its flags, and whether its values were recorded by a report that may skip rows by them.
-  private reportRound = 0;
+  private impressionsRound = 0;
   private reportedTracks: readonly ImpressionTrack[] = [];
   private reportedFlagMask = -1;
   private remembered = false;
   // The same of the last report that held the minute rows (they may be reported apart).
-  private impressionsRound = 0;
   private minutesRound = 0;
   private minutesReportedTracks: readonly ImpressionTrack[] = [];
   private minutesRemembered = false;
@@ -546,29 +547,24 @@ export class PageViewState {
         return track;
       });
     };
+    const metaOf = ([, ad_id, campaign_id, media, width, height]: ReportedImpression): ImpressionMeta => ({ ad_id, campaign_id, media, width, height });
     const minuteTracks = listOf(reported, field);
     minuteTracks.forEach((track, i) => {
-      const [, ad_id, campaign_id, media, width, height, first, last, minutes] = reported[i] as ReportedImpression;
-      track.minutesReportedMeta = { ad_id, campaign_id, media, width, height };
-      track.reportedMinutes = [...minutes].sort((a, b) => a - b).flatMap((minute) => [minute, Number.NaN]);
-      if (impressions === undefined) {
-        track.reportedMeta = track.minutesReportedMeta;
-        track.reportedFirstServerMs = first;
-        track.reportedLastServerMs = last;
-      }
+      const tuple = reported[i] as ReportedImpression;
+      track.minutesReportedMeta = metaOf(tuple);
+      track.reportedMinutes = [...tuple[8]].sort((a, b) => a - b).flatMap((minute) => [minute, Number.NaN]);
     });
     this.minutesReportedTracks = minuteTracks;
-    if (impressions === undefined) this.reportedTracks = minuteTracks;
-    else {
-      const impressionTracks = listOf(impressions, impressionsField);
-      impressionTracks.forEach((track, i) => {
-        const [, ad_id, campaign_id, media, width, height, first, last] = impressions[i] as ReportedImpression;
-        track.reportedMeta = { ad_id, campaign_id, media, width, height };
-        track.reportedFirstServerMs = first;
-        track.reportedLastServerMs = last;
-      });
-      this.reportedTracks = impressionTracks;
-    }
+    // The impression part: from `impressions` when given, else the same list as the minute part.
+    const impressionList = impressions ?? reported;
+    const impressionTracks = impressions === undefined ? minuteTracks : listOf(impressions, impressionsField);
+    impressionTracks.forEach((track, i) => {
+      const tuple = impressionList[i] as ReportedImpression;
+      track.reportedMeta = impressions === undefined ? track.minutesReportedMeta : metaOf(tuple);
+      track.reportedFirstServerMs = tuple[6];
+      track.reportedLastServerMs = tuple[7];
+    });
+    this.reportedTracks = impressionTracks;
     // Neither part's last round is one a track can match: the next reports are complete.
     this.impressionsRound = this.minutesRound = ++this.reportRound;
     this.remembered = this.minutesRemembered = false;

@@ -57,7 +57,7 @@ interface PartitionState {
   /** Open page views whose impression rows are held back, as of the last write stored (after a restore: its page views, until a write says). */
   impressionsHeld: number;
   /** The start of its current impression turn, ms: a write carries its impression rows once a turn has passed since. Staggered per partition and kept on that beat, so that each write carries the impression rows of only some partitions. */
-  impressionsAt: number;
+  impressionTurn: number;
 }
 
 /** Result writes that may wait for ClickHouse while consumption continues. */
@@ -136,13 +136,6 @@ export class ExposureConsumer {
       (now) => this.writeIntervalMs(now),
       (state) => this.snapshotIntervalMs(state),
     );
-  }
-
-  /** Open page views whose impression rows are held back across partitions, as of the last write stored. */
-  get impressionsHeld(): number {
-    let total = 0;
-    for (const state of this.partitions.values()) total += state.impressionsHeld;
-    return total;
   }
 
   /** Subscribes and runs until `stop()`. */
@@ -344,7 +337,7 @@ export class ExposureConsumer {
       lastTakenAtMs: Number.NaN,
       // A snapshot may hold page views whose impression rows were held back: count them all until a write says.
       impressionsHeld: pageViews,
-      impressionsAt: firstImpressionTurn(partition, flushIntervalMs, impressionIntervalMs, now),
+      impressionTurn: firstImpressionTurn(partition, flushIntervalMs, impressionIntervalMs, now),
     });
     const stored = await this.store.latestSnapshot(this.options.topic, partition, committed.toString());
     if (stored !== undefined) {
@@ -396,14 +389,14 @@ export class ExposureConsumer {
         state,
         first: state.unflushedFrom,
         last: state.nextOffset - 1,
-        impressions: allImpressions || now - state.impressionsAt >= impressionIntervalMs,
+        impressions: allImpressions || now - state.impressionTurn >= impressionIntervalMs,
       }))
       .filter(({ state, impressions }) => state.nextOffset !== state.unflushedFrom || (impressions && state.impressionsHeld > 0))
       .sort((a, b) => a.state.partition - b.state.partition);
     if (spans.length === 0) return;
     for (const { state, impressions } of spans) {
       state.unflushedFrom = state.nextOffset;
-      if (impressions) state.impressionsAt = nextImpressionTurn(state.impressionsAt, now, impressionIntervalMs);
+      if (impressions) state.impressionTurn = nextImpressionTurn(state.impressionTurn, now, impressionIntervalMs);
     }
     const taken = this.engine.take(spans.map(({ state, last, impressions }) => [state.partition, last, impressions] as const));
     const rulesVersion = this.rules.rulesVersion;
