@@ -1,9 +1,11 @@
 /** Rule 8 (lateness) and the partition's bookkeeping: changes, closing, eviction, retractions. */
 import { describe, expect, it } from 'vitest';
 import type { PageEvent } from '@dwell/protocol';
-import { ReportCollector } from './page-view-report.js';
+import { eventContentHash } from './content-hash.js';
+import { ReportCollector, type ReportSink } from './page-view-report.js';
 import { PartitionExposure } from './partition-exposure.js';
 import { createRulesConfig } from './rules-config.js';
+import type { ImpressionResult } from './results.js';
 import { BASE_MS, ev, imp, N, Q } from './test-support/events.js';
 
 const L = 600_000;
@@ -267,6 +269,38 @@ describe('impression retractions', () => {
         });
       }
     }
+  });
+  it('writes an impression again when a later copy brings it back unchanged after a copy without it retracted it', () => {
+    // x is never in view, so its row is the same whichever copy listed it; the copy without it
+    // zeroes that row. Copies differ in t_wall_ms alone, chosen so that each replaces the one
+    // before (the smaller content hash is kept).
+    const x = imp({ id: 'x', visible: 0 });
+    const y = imp({ id: 'y', ad: 'ad-y' });
+    const copy = (wall: number, imps: ReturnType<typeof imp>[]) => ev({ pv: 'a', seq: 1, t: 0, wall, imps });
+    const hash = (e: PageEvent) => eventContentHash(e.event);
+    const without = copy(0, [y]);
+    const walls = Array.from({ length: 200 }, (_, i) => i + 1);
+    const firstWall = walls.find((w) => hash(copy(w, [x, y])) > hash(without));
+    const laterWall = walls.find((w) => hash(copy(w, [x, y])) < hash(without));
+    if (firstWall === undefined || laterWall === undefined) throw new Error('no copies with the needed hash order');
+
+    /** Impression rows upserted in write order, as a ReplacingMergeTree keeps them. */
+    const rows = new Map<string, ImpressionResult>();
+    const sink: ReportSink = {
+      pageView: () => undefined,
+      impression: (row) => void rows.set(row.impression_id, { ...row }),
+      minute: () => undefined,
+    };
+    const p = new PartitionExposure();
+    p.apply(copy(firstWall, [x, y]));
+    p.writeChanges(sink, true);
+    expect(rows.get('x')).toMatchObject({ measurable: true, viewable: false });
+    expect(p.apply(without)).toBe('conflicting_duplicate');
+    p.writeChanges(sink, true);
+    expect(rows.get('x')).toMatchObject({ measurable: false, credited_ms: 0 });
+    expect(p.apply(copy(laterWall, [x, y]))).toBe('conflicting_duplicate');
+    p.writeChanges(sink, true);
+    expect(rows.get('x')).toMatchObject({ measurable: true, viewable: false, flags: ['conflicting_duplicate'] });
   });
 });
 
