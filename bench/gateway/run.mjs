@@ -47,6 +47,7 @@ import {
   processTree,
   rssBytesOf,
   threadCpuSecondsOf,
+  writebackSettings,
 } from '../lib/proc.mjs';
 import { median, percentiles } from '../lib/stats.mjs';
 
@@ -1271,6 +1272,7 @@ function machine() {
     memGiB: Math.round(totalmem() / 2 ** 30),
     node: process.versions.node,
     kernel,
+    writeback: writebackSettings(),
   };
 }
 
@@ -1303,6 +1305,12 @@ async function main() {
   log(
     `gateway benchmark: ${CONFIG.rounds} round(s) of ${CONFIG.kinds.join(' + ')}${quick ? ' (quick)' : ''}; machine ${JSON.stringify(machine())}`,
   );
+  if (!writebackSettings().steady)
+    log(
+      'note: the kernel writes dirty pages back in large bursts here (vm.dirty_background_bytes unset or above 64 MiB), ' +
+        "and each burst of the broker's log stalls the machine: ack latency tails will include them " +
+        '(docs/operations.md, "Broker hosts"; e.g. sysctl -w vm.dirty_background_bytes=67108864)',
+    );
   kafka = await startLocalKafka({ onProgress: (line) => log(`kafka: ${line}`) });
   brokerPids = () => processTree(kafka.pid);
   log(`kafka ${kafka.version} ready at ${kafka.brokers}`);

@@ -203,3 +203,30 @@ export function threadCpuSecondsOf(pids, pattern) {
   }
   return total;
 }
+
+/**
+ * The kernel's page-cache writeback settings (`/proc/sys/vm`). With the defaults (background
+ * writeback from 10% of memory, dirty pages kept up to 30 s) the broker's log is written back in
+ * bursts of a gigabyte or more every half minute here, and each burst stalls every process on the
+ * two cores for tens of milliseconds (BENCHMARKS.md, "Writeback of the broker's log").
+ */
+export function writebackSettings() {
+  const read = (name) => {
+    try {
+      return Number(readFileSync(`/proc/sys/vm/${name}`, 'utf8').trim());
+    } catch {
+      return undefined;
+    }
+  };
+  const settings = {
+    dirtyBackgroundBytes: read('dirty_background_bytes'),
+    dirtyBackgroundRatio: read('dirty_background_ratio'),
+    dirtyExpireCentisecs: read('dirty_expire_centisecs'),
+  };
+  /** Whether writeback starts early enough to come in small steps (a background limit of at most 64 MiB, as measured). */
+  const steady =
+    settings.dirtyBackgroundBytes !== undefined &&
+    settings.dirtyBackgroundBytes > 0 &&
+    settings.dirtyBackgroundBytes <= 64 * 2 ** 20;
+  return { ...settings, steady };
+}

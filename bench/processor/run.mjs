@@ -28,7 +28,7 @@ import { processorConfigFromEnv, startProcessor } from '@dwell/processor';
 import { migrate } from '@dwell/warehouse';
 import { median, percentiles, weightedPercentiles } from '../lib/stats.mjs';
 import { encodedWorkload } from '../lib/workload.mjs';
-import { cpuSeconds, cpuSecondsOf, processTree, threadCpuDelta, threadCpuSeconds } from '../lib/proc.mjs';
+import { cpuSeconds, cpuSecondsOf, processTree, threadCpuDelta, threadCpuSeconds, writebackSettings } from '../lib/proc.mjs';
 
 const args = process.argv.slice(2);
 const flag = (name, fallback) => {
@@ -49,7 +49,7 @@ const TRIED_SETTINGS = Object.fromEntries(
     .map((name) => [name, process.env[name]]),
 );
 const say = (line) => process.stderr.write(`[bench:processor] ${line}\n`);
-const results = { settings: TRIED_SETTINGS, machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version }, loadavgAtStart: loadavg(), events: EVENTS, runs: RUNS };
+const results = { settings: TRIED_SETTINGS, machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, writeback: writebackSettings() }, loadavgAtStart: loadavg(), events: EVENTS, runs: RUNS };
 
 // 1. The pure core.
 if (FRESH_RATE === undefined) {
