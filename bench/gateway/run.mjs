@@ -1302,10 +1302,11 @@ function gitState() {
 async function main() {
   if (!existsSync(join(ROOT, 'services', 'gateway', 'dist', 'index.js')))
     throw new Error('not built: run `npm run build` first (npm run bench:gateway does)');
+  const host = machine();
   log(
-    `gateway benchmark: ${CONFIG.rounds} round(s) of ${CONFIG.kinds.join(' + ')}${quick ? ' (quick)' : ''}; machine ${JSON.stringify(machine())}`,
+    `gateway benchmark: ${CONFIG.rounds} round(s) of ${CONFIG.kinds.join(' + ')}${quick ? ' (quick)' : ''}; machine ${JSON.stringify(host)}`,
   );
-  if (!writebackSettings().steady)
+  if (!host.writeback.steady)
     log(
       'note: the kernel writes dirty pages back in large bursts here (vm.dirty_background_bytes unset or above 64 MiB), ' +
         "and each burst of the broker's log stalls the machine: ack latency tails will include them " +
@@ -1342,7 +1343,7 @@ async function main() {
     // Hashes of the built gateway code loaded by the gateway processes of this run (more than one:
     // the checkout was rebuilt while the benchmark ran).
     codeHashes: [...codeHashes],
-    machine: machine(),
+    machine: host,
     kafka: { version: kafka.version, partitions: 4, acks: 'all (-1)' },
     config: CONFIG,
     // Gateway settings this run took from the environment (e.g. GATEWAY_LINGER_MS=5 for an A/B run).
