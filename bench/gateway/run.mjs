@@ -14,7 +14,10 @@
 //          --gateway-node-args="FLAGS" (extra node flags for the gateway processes, both kinds;
 //          the = is needed, the value starts with a dash), --broker-warmup-max S (longest broker
 //          warm-up while its JIT compilers are still busy, default 120), --gateway-log DIR (keep
-//          each gateway process's output there, e.g. with --gateway-node-args=--trace-gc).
+//          each gateway process's output there, e.g. with --gateway-node-args=--trace-gc),
+//          --against DIR (A/B of two builds of dwell's gateway: the "ws" side runs the gateway of
+//          the checkout in DIR, built with `npx tsc -b`, instead of the ws baseline; both sides
+//          then alternate round by round on one broker, which is steadier than separate runs).
 //
 // Per round and per gateway (order alternates between rounds), each phase with a fresh gateway
 // process and fresh load-client processes, one Kafka broker for the whole run:
@@ -79,6 +82,7 @@ const { values: opts } = parseArgs({
     'gateway-node-args': { type: 'string' },
     'broker-warmup-max': { type: 'string' },
     'gateway-log': { type: 'string' },
+    against: { type: 'string' },
   },
 });
 
@@ -104,7 +108,18 @@ const CONFIG = {
   connectConcurrency: 100,
   settleS: quick ? 2 : 5,
   gatewayNodeArgs: (opts['gateway-node-args'] ?? '').split(' ').filter(Boolean),
+  // Another checkout whose dwell gateway takes the baseline's place (A/B of two builds).
+  against: opts.against === undefined ? undefined : resolve(opts.against),
 };
+if (CONFIG.against !== undefined && !existsSync(join(CONFIG.against, 'services', 'gateway', 'dist', 'server.js'))) {
+  console.error(`--against ${CONFIG.against}: no built gateway there (run npm ci && npx tsc -b in it first)`);
+  process.exit(2);
+}
+/** Whether a side runs dwell's gateway (`ws` does too when comparing against another checkout). */
+const isDwell = (kind) => kind === 'uws' || CONFIG.against !== undefined;
+/** How a side is named in the log. */
+const sideName = (kind) =>
+  kind === 'uws' ? 'dwell gateway (uWebSockets.js)' : CONFIG.against !== undefined ? `dwell gateway of ${CONFIG.against}` : 'ws baseline';
 
 const SITE = 'bench-site';
 const SECRET = 'bench-secret-0123456789abcdef';
@@ -208,7 +223,12 @@ async function startGateway(kind, { workers, topic, port, inspect = false }) {
   // The idle phases open the inspector (port chosen by the OS) to force a full GC before reading
   // RSS; uWS workers inherit it through fork's execArgv, ws workers through node:cluster.
   if (inspect) nodeArgs.push('--inspect=127.0.0.1:0');
-  const script = kind === 'uws' ? [DWELL_CLI, 'gateway'] : [WS_GATEWAY];
+  const script =
+    kind === 'uws'
+      ? [DWELL_CLI, 'gateway']
+      : CONFIG.against !== undefined
+        ? [join(CONFIG.against, 'services', 'cli', 'bin', 'dwell.js'), 'gateway']
+        : [WS_GATEWAY];
   const handle = spawnTracked(`${kind}-gateway`, process.execPath, [...nodeArgs, ...script], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -226,7 +246,7 @@ async function startGateway(kind, { workers, topic, port, inspect = false }) {
     if (logFile !== undefined) appendFileSync(logFile, text);
     tail = (tail + text).slice(-6000);
     for (const m of text.matchAll(/Debugger listening on (ws:\/\/\S+)/g)) inspectors.push(m[1]);
-    listening += (text.match(kind === 'uws' ? /"msg":"listening"/g : /^listening \d+/gm) ?? []).length;
+    listening += (text.match(isDwell(kind) ? /"msg":"listening"/g : /^listening \d+/gm) ?? []).length;
   };
   handle.child.stdout.on('data', onData);
   handle.child.stderr.on('data', onData);
@@ -491,7 +511,7 @@ function histogramQuantile(before, after, q) {
 /** dwell_gateway_connections summed over the workers, from the real gateway's /metrics. */
 async function gatewayConnections(gateway) {
   // The ws baseline's cluster workers each answer for themselves only: ask it only when alone.
-  if (gateway.kind !== 'uws' && gateway.workers > 1) return undefined;
+  if (!isDwell(gateway.kind) && gateway.workers > 1) return undefined;
   try {
     const text = await metricsOf(gateway);
     let total = 0;
@@ -1277,14 +1297,14 @@ function machine() {
 }
 
 /** The commit and whether the gateway's sources differ from it (read-only git commands). */
-function gitState() {
+function gitState(root = ROOT) {
   try {
-    const commit = execFileSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], {
+    const commit = execFileSync('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], {
       encoding: 'utf8',
     }).trim();
     const dirty = execFileSync(
       'git',
-      ['-C', ROOT, 'status', '--porcelain', '--', 'services/gateway', 'services/cli', 'packages'],
+      ['-C', root, 'status', '--porcelain', '--', 'services/gateway', 'services/cli', 'packages'],
       {
         encoding: 'utf8',
       },
@@ -1323,9 +1343,7 @@ async function main() {
       const kinds = round % 2 === 1 ? CONFIG.kinds : [...CONFIG.kinds].reverse();
       const result = {};
       for (const kind of kinds) {
-        log(
-          `— round ${round}/${CONFIG.rounds}: ${kind === 'uws' ? 'dwell gateway (uWebSockets.js)' : 'ws baseline'}`,
-        );
+        log(`— round ${round}/${CONFIG.rounds}: ${sideName(kind)}`);
         result[kind] = await benchKind(kind, round);
       }
       rounds.push(result);
@@ -1340,6 +1358,8 @@ async function main() {
     finishedAt: new Date().toISOString(),
     durationSeconds: Math.round((Date.now() - t0) / 1000),
     git: gitState(),
+    // With --against: the "ws" side is the dwell gateway of this checkout.
+    ...(CONFIG.against === undefined ? {} : { against: { dir: CONFIG.against, git: gitState(CONFIG.against) } }),
     // Hashes of the built gateway code loaded by the gateway processes of this run (more than one:
     // the checkout was rebuilt while the benchmark ran).
     codeHashes: [...codeHashes],

@@ -13,6 +13,7 @@
 import cluster from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { WebSocketServer } from 'ws';
 import { EventLog, GATEWAY_SETTINGS, originAllowed, parseSites, verifyToken } from '@dwell/gateway';
 import { createKafka, createProducer, ensureTopics } from '@dwell/kafka';
@@ -79,8 +80,20 @@ async function startWorker() {
     while (i < bounds.length && ms > bounds[i]) i++;
     produceBuckets[i] += 1;
   };
+  // The same event-loop delay gauge as the real gateway's (ms since the previous scrape, the
+  // timer's resolution taken off), so that run.mjs reports both alike.
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
+  const lateMs = (ns) => Math.max(0, ns / 1e6 - 10);
   const metricsText = () => {
     const lines = [];
+    if (loopDelay.count > 0) {
+      lines.push(
+        `dwell_gateway_event_loop_delay_ms{quantile="0.99"} ${lateMs(loopDelay.percentile(99))}`,
+        `dwell_gateway_event_loop_delay_ms{quantile="1"} ${lateMs(loopDelay.max)}`,
+      );
+    }
+    loopDelay.reset();
     let cumulative = 0;
     bounds.forEach((bound, i) => {
       cumulative += produceBuckets[i];
