@@ -48,7 +48,9 @@ export async function startGatewayProcess(
   env: Record<string, string> = {},
 ): Promise<GatewayProcess> {
   const port = await freePort();
-  const child = spawn(process.execPath, [cli, 'gateway'], {
+  // Started with the gateway's node flag, so that it serves from this very process (no worker
+  // beneath it): `crash()` then kills the gateway itself.
+  const child = spawn(process.execPath, ['--initial-old-space-size=256', cli, 'gateway'], {
     env: {
       ...process.env,
       KAFKA_BROKERS: brokers.join(','),

@@ -38,6 +38,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
 import WebSocket from 'ws';
+import { gatewayConfigFromEnv, gatewayNodeFlags } from '@dwell/gateway';
 import { createKafka, createProducer, ensureTopics, freePort, startLocalKafka } from '@dwell/kafka';
 import { forkTracked, spawnTracked, stopAll } from '../lib/children.mjs';
 import {
@@ -108,6 +109,10 @@ const CONFIG = {
   connectConcurrency: 100,
   settleS: quick ? 2 : 5,
   gatewayNodeArgs: (opts['gateway-node-args'] ?? '').split(' ').filter(Boolean),
+  // The node flags `dwell gateway` gives its processes (GATEWAY_OLD_SPACE_FLOOR_MB), given to both
+  // kinds here: dwell's gateway then serves from the process started (no worker beneath it, so its
+  // CPU is read from the right process), and the baseline runs with the same heap settings.
+  gatewayNodeFlags: [],
   // Another checkout whose dwell gateway takes the baseline's place (A/B of two builds).
   against: opts.against === undefined ? undefined : resolve(opts.against),
 };
@@ -115,6 +120,7 @@ if (CONFIG.against !== undefined && !existsSync(join(CONFIG.against, 'services',
   console.error(`--against ${CONFIG.against}: no built gateway there (run npm ci && npx tsc -b in it first)`);
   process.exit(2);
 }
+CONFIG.gatewayNodeFlags = gatewayNodeFlags(gatewayConfigFromEnv(process.env), CONFIG.gatewayNodeArgs);
 /** Whether a side runs dwell's gateway (`ws` does too when comparing against another checkout). */
 const isDwell = (kind) => kind === 'uws' || CONFIG.against !== undefined;
 /** How a side is named in the log. */
@@ -211,7 +217,7 @@ async function startGateway(kind, { workers, topic, port, inspect = false }) {
   };
   delete env.NODE_OPTIONS;
   // Extra V8/Node flags for the gateway processes (e.g. GC sizing experiments), space-separated.
-  const nodeArgs = [...CONFIG.gatewayNodeArgs];
+  const nodeArgs = [...CONFIG.gatewayNodeArgs, ...CONFIG.gatewayNodeFlags];
   if (opts.profile && topic.includes('.thr.')) {
     mkdirSync(opts.profile, { recursive: true });
     nodeArgs.push(

@@ -13,6 +13,11 @@ export const GATEWAY_SETTINGS = {
   DWELL_EVENTS_TOPIC: env.string('Topic of accepted events (the ledger).', 'dwell.events.v1'),
   DWELL_REJECTED_TOPIC: env.string('Topic of rejected input (dead letters).', 'dwell.rejected.v1'),
   GATEWAY_WORKERS: env.int('Gateway processes sharing the port (SO_REUSEPORT); 0 = one per core.', 0, { min: 0, max: 256 }),
+  GATEWAY_OLD_SPACE_FLOOR_MB: env.int(
+    'Old-generation heap below which V8 skips full garbage collections in each gateway process (node --initial-old-space-size), MB; 0 = V8\'s own sizing. With V8\'s sizing a busy gateway runs a full collection about twice a second, each stalling acks for several ms; a process may hold up to this much heap before its first one. `dwell gateway` starts its worker processes with the flag (and runs even a single process as a worker unless node was started with it).',
+    256,
+    { min: 0, max: 65_536 },
+  ),
   DWELL_SITES: env.json(
     'JSON map site_id → {"secret": "…(≥16 chars)", "origins": ["https://…" or "*"]}.',
     undefined,

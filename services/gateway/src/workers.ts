@@ -6,6 +6,23 @@ import { startGateway, type Gateway } from './gateway.js';
 
 /** Set in a worker's environment: its index among the gateway's worker processes. */
 export const WORKER_INDEX_ENV = 'DWELL_GATEWAY_WORKER_INDEX';
+/** Set in a worker's environment when it is the only one: it keeps GATEWAY_ID as it is. */
+const SOLE_WORKER_ENV = 'DWELL_GATEWAY_SOLE_WORKER';
+
+/** V8's flag for the old-generation size below which no full collection runs (GATEWAY_OLD_SPACE_FLOOR_MB). */
+const OLD_SPACE_FLAG = '--initial-old-space-size';
+
+/**
+ * The node flags a gateway process should run with and `execArgv` (this process's, by default)
+ * lacks: `--initial-old-space-size=<GATEWAY_OLD_SPACE_FLOOR_MB>`, unless that is 0 or the flag is
+ * already given (with any value: an operator's own choice wins).
+ */
+export function gatewayNodeFlags(config: Pick<GatewayConfig, 'GATEWAY_OLD_SPACE_FLOOR_MB'>, execArgv: readonly string[] = process.execArgv): string[] {
+  const floor = config.GATEWAY_OLD_SPACE_FLOOR_MB;
+  if (floor === 0) return [];
+  const given = execArgv.some((arg) => arg === OLD_SPACE_FLAG || arg.startsWith(`${OLD_SPACE_FLAG}=`) || arg.startsWith('--initial_old_space_size'));
+  return given ? [] : [`${OLD_SPACE_FLAG}=${floor}`];
+}
 
 type WorkerMessage =
   | { readonly type: 'metrics-request'; readonly id: number }
@@ -19,7 +36,8 @@ export interface GatewayCluster {
 }
 
 /**
- * Runs the gateway as one process per core (GATEWAY_WORKERS, 0 = one per core). Every worker
+ * Runs the gateway as one process per core (GATEWAY_WORKERS, 0 = one per core), each with the node
+ * flags of `gatewayNodeFlags` (a single process runs in this one when it already has them). Every worker
  * listens on the same port: uWebSockets.js sets SO_REUSEPORT, so the kernel spreads connections
  * across them. The primary only supervises: it restarts a worker that dies, forwards SIGTERM for a
  * graceful drain, and assembles `/metrics` from all workers (any worker answers a scrape with the
@@ -33,12 +51,15 @@ export async function runGatewayCluster(
   const workerIndex = process.env[WORKER_INDEX_ENV];
   const count = config.GATEWAY_WORKERS === 0 ? availableParallelism() : config.GATEWAY_WORKERS;
   if (workerIndex !== undefined) return runWorker(config, logger, Number(workerIndex));
-  if (count === 1) {
+  // V8's heap flags can only be given when a process starts: without them here, even a single
+  // gateway process runs as a worker that has them.
+  const flags = gatewayNodeFlags(config);
+  if (count === 1 && flags.length === 0) {
     const gateway = await startGateway(config, logger);
     return { workers: 1, stop: () => gateway.stop() };
   }
-  if (config.GATEWAY_PORT === 0) throw new Error('GATEWAY_WORKERS > 1 needs a fixed GATEWAY_PORT (workers share it)');
-  return runPrimary(config, logger.child({ component: 'gateway-primary' }), count, cliArgs);
+  if (count > 1 && config.GATEWAY_PORT === 0) throw new Error('GATEWAY_WORKERS > 1 needs a fixed GATEWAY_PORT (workers share it)');
+  return runPrimary(config, logger.child({ component: 'gateway-primary' }), count, cliArgs, flags);
 }
 
 async function runWorker(config: GatewayConfig, logger: Logger, index: number): Promise<GatewayCluster> {
@@ -53,7 +74,8 @@ async function runWorker(config: GatewayConfig, logger: Logger, index: number): 
         if (pending.delete(id)) resolve('');
       }, 2000).unref();
     });
-  const gateway: Gateway = await startGateway({ ...config, GATEWAY_ID: `${config.GATEWAY_ID}-w${index}` }, logger, {
+  const gatewayId = process.env[SOLE_WORKER_ENV] === '1' ? config.GATEWAY_ID : `${config.GATEWAY_ID}-w${index}`;
+  const gateway: Gateway = await startGateway({ ...config, GATEWAY_ID: gatewayId }, logger, {
     metricsText: aggregate,
   });
   process.on('message', (message: WorkerMessage) => {
@@ -69,7 +91,13 @@ async function runWorker(config: GatewayConfig, logger: Logger, index: number): 
   return { workers: 1, stop: () => gateway.stop() };
 }
 
-async function runPrimary(config: GatewayConfig, logger: Logger, count: number, cliArgs: readonly string[]): Promise<GatewayCluster> {
+async function runPrimary(
+  config: GatewayConfig,
+  logger: Logger,
+  count: number,
+  cliArgs: readonly string[],
+  nodeFlags: readonly string[],
+): Promise<GatewayCluster> {
   const script = process.argv[1];
   if (script === undefined) throw new Error('cannot find the script to start workers with');
   const workers = new Array<ChildProcess | undefined>(count);
@@ -104,7 +132,8 @@ async function runPrimary(config: GatewayConfig, logger: Logger, count: number, 
   const start = (index: number): void => {
     // Own process group: a Ctrl-C reaches only the primary, which then drains the workers in order.
     const worker = fork(script, [...cliArgs], {
-      env: { ...process.env, [WORKER_INDEX_ENV]: String(index) },
+      execArgv: [...process.execArgv, ...nodeFlags],
+      env: { ...process.env, [WORKER_INDEX_ENV]: String(index), ...(count === 1 ? { [SOLE_WORKER_ENV]: '1' } : {}) },
       stdio: 'inherit',
       detached: true,
     });
@@ -128,7 +157,7 @@ async function runPrimary(config: GatewayConfig, logger: Logger, count: number, 
   };
 
   for (let i = 0; i < count; i++) start(i);
-  logger.info('started gateway workers', { workers: count, port: config.GATEWAY_PORT });
+  logger.info('started gateway workers', { workers: count, port: config.GATEWAY_PORT, nodeFlags });
   return {
     workers: count,
     stop: async () => {
