@@ -2,7 +2,7 @@
  * `dwell gateway` with several worker processes on one port: connections spread over the workers,
  * `/metrics` from any worker shows all of them, SIGTERM drains and stops every process.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -29,24 +29,28 @@ function childCommandLines(pid: number): string[][] {
   return lines;
 }
 
+/** `dwell gateway` on `port` with these settings (besides the test broker, topics and site); and its exit. */
+function startPrimary(port: number, settings: Record<string, string>): { primary: ChildProcess; exited: Promise<number | null> } {
+  const primary = spawn(process.execPath, [cli, 'gateway'], {
+    env: {
+      ...process.env,
+      KAFKA_BROKERS: testBrokers().join(','),
+      DWELL_EVENTS_TOPIC: uniqueName('events'),
+      DWELL_REJECTED_TOPIC: uniqueName('rejected'),
+      DWELL_SITES: JSON.stringify({ [SITE]: { secret: SECRET, origins: [ORIGIN] } }),
+      GATEWAY_PORT: String(port),
+      LOG_LEVEL: 'warn',
+      ...settings,
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  return { primary, exited: new Promise((resolve) => primary.once('exit', (code) => resolve(code))) };
+}
+
 describe('gateway worker processes', () => {
   it('serves one port from several processes, merges their metrics, and stops them all on SIGTERM', async () => {
     const port = await freePort();
-    const primary = spawn(process.execPath, [cli, 'gateway'], {
-      env: {
-        ...process.env,
-        KAFKA_BROKERS: testBrokers().join(','),
-        DWELL_EVENTS_TOPIC: uniqueName('events'),
-        DWELL_REJECTED_TOPIC: uniqueName('rejected'),
-        DWELL_SITES: JSON.stringify({ [SITE]: { secret: SECRET, origins: [ORIGIN] } }),
-        GATEWAY_PORT: String(port),
-        GATEWAY_WORKERS: '2',
-        GATEWAY_ID: 'gw-cluster',
-        LOG_LEVEL: 'warn',
-      },
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
-    const exited = new Promise<number | null>((resolve) => primary.once('exit', (code) => resolve(code)));
+    const { primary, exited } = startPrimary(port, { GATEWAY_WORKERS: '2', GATEWAY_ID: 'gw-cluster' });
     try {
       await eventually('both workers listening', async () => {
         const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
@@ -83,22 +87,7 @@ describe('gateway worker processes', () => {
 
   it('runs a single gateway process as a worker with the old-space floor when node was started without it', async () => {
     const port = await freePort();
-    const primary = spawn(process.execPath, [cli, 'gateway'], {
-      env: {
-        ...process.env,
-        KAFKA_BROKERS: testBrokers().join(','),
-        DWELL_EVENTS_TOPIC: uniqueName('events'),
-        DWELL_REJECTED_TOPIC: uniqueName('rejected'),
-        DWELL_SITES: JSON.stringify({ [SITE]: { secret: SECRET, origins: [ORIGIN] } }),
-        GATEWAY_PORT: String(port),
-        GATEWAY_WORKERS: '1',
-        GATEWAY_OLD_SPACE_FLOOR_MB: '128',
-        GATEWAY_ID: 'gw-single',
-        LOG_LEVEL: 'warn',
-      },
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
-    const exited = new Promise<number | null>((resolve) => primary.once('exit', (code) => resolve(code)));
+    const { primary, exited } = startPrimary(port, { GATEWAY_WORKERS: '1', GATEWAY_OLD_SPACE_FLOOR_MB: '128', GATEWAY_ID: 'gw-single' });
     try {
       const client = await eventually('gateway listening', async () => {
         try {
