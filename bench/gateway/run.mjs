@@ -88,6 +88,7 @@ const { values: opts } = parseArgs({
 });
 
 const quick = opts.quick;
+const gatewayNodeArgs = (opts['gateway-node-args'] ?? '').split(' ').filter(Boolean);
 const CONFIG = {
   rounds: Number(opts.rounds ?? (quick ? 1 : 3)),
   kinds: opts.only ? [opts.only] : ['uws', 'ws'],
@@ -108,11 +109,11 @@ const CONFIG = {
   maxSocketsPerClient: 17_500,
   connectConcurrency: 100,
   settleS: quick ? 2 : 5,
-  gatewayNodeArgs: (opts['gateway-node-args'] ?? '').split(' ').filter(Boolean),
+  gatewayNodeArgs,
   // The node flags `dwell gateway` gives its processes (GATEWAY_OLD_SPACE_FLOOR_MB), given to both
   // kinds here: dwell's gateway then serves from the process started (no worker beneath it, so its
   // CPU is read from the right process), and the baseline runs with the same heap settings.
-  gatewayNodeFlags: [],
+  gatewayNodeFlags: gatewayNodeFlags(gatewayConfigFromEnv(process.env), gatewayNodeArgs),
   // Another checkout whose dwell gateway takes the baseline's place (A/B of two builds).
   against: opts.against === undefined ? undefined : resolve(opts.against),
 };
@@ -120,7 +121,6 @@ if (CONFIG.against !== undefined && !existsSync(join(CONFIG.against, 'services',
   console.error(`--against ${CONFIG.against}: no built gateway there (run npm ci && npx tsc -b in it first)`);
   process.exit(2);
 }
-CONFIG.gatewayNodeFlags = gatewayNodeFlags(gatewayConfigFromEnv(process.env), CONFIG.gatewayNodeArgs);
 /** Whether a side runs dwell's gateway (`ws` does too when comparing against another checkout). */
 const isDwell = (kind) => kind === 'uws' || CONFIG.against !== undefined;
 /** How a side is named in the log. */

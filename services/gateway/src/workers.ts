@@ -6,8 +6,6 @@ import { startGateway, type Gateway } from './gateway.js';
 
 /** Set in a worker's environment: its index among the gateway's worker processes. */
 export const WORKER_INDEX_ENV = 'DWELL_GATEWAY_WORKER_INDEX';
-/** Set in a worker's environment when it is the only one: it keeps GATEWAY_ID as it is. */
-const SOLE_WORKER_ENV = 'DWELL_GATEWAY_SOLE_WORKER';
 
 /** V8's flag for the old-generation size below which no full collection runs (GATEWAY_OLD_SPACE_FLOOR_MB). */
 const OLD_SPACE_FLAG = '--initial-old-space-size';
@@ -22,6 +20,11 @@ export function gatewayNodeFlags(config: Pick<GatewayConfig, 'GATEWAY_OLD_SPACE_
   if (floor === 0) return [];
   const given = execArgv.some((arg) => arg === OLD_SPACE_FLAG || arg.startsWith(`${OLD_SPACE_FLAG}=`) || arg.startsWith('--initial_old_space_size'));
   return given ? [] : [`${OLD_SPACE_FLAG}=${floor}`];
+}
+
+/** Gateway processes: GATEWAY_WORKERS, or one per core when it is 0. */
+function workerCount(config: Pick<GatewayConfig, 'GATEWAY_WORKERS'>): number {
+  return config.GATEWAY_WORKERS === 0 ? availableParallelism() : config.GATEWAY_WORKERS;
 }
 
 type WorkerMessage =
@@ -49,7 +52,7 @@ export async function runGatewayCluster(
   cliArgs: readonly string[],
 ): Promise<GatewayCluster> {
   const workerIndex = process.env[WORKER_INDEX_ENV];
-  const count = config.GATEWAY_WORKERS === 0 ? availableParallelism() : config.GATEWAY_WORKERS;
+  const count = workerCount(config);
   if (workerIndex !== undefined) return runWorker(config, logger, Number(workerIndex));
   // V8's heap flags can only be given when a process starts: without them here, even a single
   // gateway process runs as a worker that has them.
@@ -74,7 +77,8 @@ async function runWorker(config: GatewayConfig, logger: Logger, index: number): 
         if (pending.delete(id)) resolve('');
       }, 2000).unref();
     });
-  const gatewayId = process.env[SOLE_WORKER_ENV] === '1' ? config.GATEWAY_ID : `${config.GATEWAY_ID}-w${index}`;
+  // The only worker keeps GATEWAY_ID as it is (its primary reads the same settings on this machine).
+  const gatewayId = workerCount(config) === 1 ? config.GATEWAY_ID : `${config.GATEWAY_ID}-w${index}`;
   const gateway: Gateway = await startGateway({ ...config, GATEWAY_ID: gatewayId }, logger, {
     metricsText: aggregate,
   });
@@ -133,7 +137,7 @@ async function runPrimary(
     // Own process group: a Ctrl-C reaches only the primary, which then drains the workers in order.
     const worker = fork(script, [...cliArgs], {
       execArgv: [...process.execArgv, ...nodeFlags],
-      env: { ...process.env, [WORKER_INDEX_ENV]: String(index), ...(count === 1 ? { [SOLE_WORKER_ENV]: '1' } : {}) },
+      env: { ...process.env, [WORKER_INDEX_ENV]: String(index) },
       stdio: 'inherit',
       detached: true,
     });
