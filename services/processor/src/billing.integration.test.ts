@@ -87,4 +87,17 @@ describe('worked examples through Kafka, the processor and ClickHouse', () => {
     expect(csv.stdout.split('\n')[0]).toMatch(/^site,billable_seconds,impressions,/);
     await expect(run(process.execPath, [cli, 'billing', '--by', 'planet'])).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/--by must be one of/) });
   });
+
+  it('answers a bad billing request with 400 and what is wrong', async () => {
+    const ask = async (query: string): Promise<[number, unknown]> => {
+      const response = await fetch(`${processor.httpUrl}/v1/billing?${query}`);
+      return [response.status, await response.json()];
+    };
+    expect(await ask('from=0&to=1&by=planet')).toEqual([400, { error: 'by must be one of ad, campaign, site, user, day, hour' }]);
+    expect(await ask('to=1')).toEqual([400, { error: 'from is required (Unix ms)' }]);
+    expect(await ask('from=0&to=tomorrow')).toEqual([400, { error: 'to must be Unix ms, not "tomorrow"' }]);
+    const [status, rows] = await ask(`from=${BASE - 60_000}&to=${BASE + 60 * 60_000}&by=campaign`);
+    expect(status).toBe(200);
+    expect(rows).toMatchObject([{ key: 'campaign-worked' }]);
+  });
 });

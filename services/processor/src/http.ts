@@ -20,7 +20,8 @@ export function createProcessorHttp(deps: ProcessorHttpDeps): Server {
     const json = (status: number, body: unknown): void => {
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     };
-    const fail = (error: unknown): void => json(error instanceof BadRequest || error instanceof RangeError ? 400 : 500, { error: String(error) });
+    const fail = (error: unknown): void =>
+      json(error instanceof BadRequest || error instanceof RangeError ? 400 : 500, { error: messageOf(error) });
     switch (url.pathname) {
       case '/healthz':
         res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
@@ -55,7 +56,7 @@ export function createProcessorHttp(deps: ProcessorHttpDeps): Server {
           .readOnly()
           .query({ query, format: 'JSONEachRow' })
           .then((result) => result.json())
-          .then((rows) => json(200, rows), (error: unknown) => json(400, { error: String(error) }));
+          .then((rows) => json(200, rows), (error: unknown) => json(400, { error: messageOf(error) }));
         return;
       }
       default:
@@ -68,11 +69,16 @@ export function createProcessorHttp(deps: ProcessorHttpDeps): Server {
 export function billingQuery(params: URLSearchParams): BillingQuery {
   const integer = (name: string): number => {
     const raw = params.get(name);
-    if (raw === null || !/^\d+$/.test(raw)) throw new BadRequest(`${name} must be Unix ms`);
+    if (raw === null) throw new BadRequest(`${name} is required (Unix ms)`);
+    if (!/^\d+$/.test(raw)) throw new BadRequest(`${name} must be Unix ms, not ${JSON.stringify(raw)}`);
     return Number(raw);
   };
   const by = (params.get('by') ?? 'ad') as BillingDimension;
   if (!BILLING_DIMENSIONS.includes(by)) throw new BadRequest(`by must be one of ${BILLING_DIMENSIONS.join(', ')}`);
   const optional = (name: string): string | undefined => params.get(name) ?? undefined;
   return { fromMs: integer('from'), toMs: integer('to'), by, ad: optional('ad'), campaign: optional('campaign'), site: optional('site'), user: optional('user') };
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
