@@ -39,6 +39,8 @@ describe('Kafka outage', () => {
     const client = await TestClient.connect(gw.port, `token=${token('user-outage')}`);
     const frames: ClientEvent[][] = [];
     const nacked = new Set<number>();
+    /** Events of the nacked frames, by the reason given. */
+    const refused = new Map<string, number>();
     /** Event key → when a frame carrying it was confirmed (acked and not nacked). */
     const confirmedAt = new Map<string, number>();
     let highestAck = 0;
@@ -49,10 +51,11 @@ describe('Kafka outage', () => {
       return frames.length;
     };
     client.socket.on('message', (data) => {
-      const frame = JSON.parse(String(data)) as { t: string; n: number; retry_after_ms?: number };
+      const frame = JSON.parse(String(data)) as { t: string; n: number; reason?: string; retry_after_ms?: number };
       if (frame.t === 'nack') {
         nacked.add(frame.n);
         const events = frames[frame.n - 1] ?? [];
+        refused.set(String(frame.reason), (refused.get(String(frame.reason)) ?? 0) + events.length);
         setTimeout(() => {
           resends += 1;
           sendFrame(events);
@@ -89,6 +92,12 @@ describe('Kafka outage', () => {
     await eventually('every event confirmed', async () => (sent.every((e) => confirmedAt.has(key(e))) ? true : undefined), 120_000, 100);
     for (const event of during.flat()) expect(confirmedAt.get(key(event)) ?? 0).toBeGreaterThanOrEqual(restartAt);
     expect(client.closed).toBeUndefined();
+
+    // The gateway counted exactly the events it nacked, by reason.
+    expect([...refused.values()].reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+    const metrics = await (await fetch(`http://127.0.0.1:${gw.port}/metrics`)).text();
+    const counted = new Map([...metrics.matchAll(/^dwell_gateway_events_refused_total\{reason="(\w+)"\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])]));
+    expect(Object.fromEntries([...counted].filter(([, n]) => n > 0))).toEqual(Object.fromEntries(refused));
 
     // Every confirmed event is on the topic (duplicates are the processor's job).
     const reader = await readEvents(gw.kafka, gw.topic);

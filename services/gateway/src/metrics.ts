@@ -13,6 +13,7 @@ export class GatewayMetrics {
   private readonly storedFrameMs: HistogramChild;
   private readonly eventsInByTransport: (transport: Transport) => CounterChild;
   private readonly rejectedByReason: (reason: string) => CounterChild;
+  private readonly refusedByReason: Record<'unavailable' | 'overloaded', CounterChild>;
 
   constructor(registry: MetricsRegistry, state: () => { eventsBuffered: number; oldestWaitMs: number; kafkaAvailable: boolean }) {
     this.registry = registry;
@@ -40,6 +41,11 @@ export class GatewayMetrics {
     this.stored = registry.counter('dwell_gateway_events_stored_total', 'Events Kafka acknowledged.').labels();
     const rejected = registry.counter('dwell_gateway_rejected_total', 'Refused input, by reason.');
     this.rejectedByReason = (reason) => rejected.labels({ reason });
+    const refused = registry.counter(
+      'dwell_gateway_events_refused_total',
+      'Valid events not stored and answered with a nack (WebSocket) or 503 (HTTP) for the client to resend, by reason: unavailable (Kafka) or overloaded (GATEWAY_MAX_BUFFERED_BYTES, GATEWAY_MAX_WAIT_MS).',
+    );
+    this.refusedByReason = { unavailable: refused.labels({ reason: 'unavailable' }), overloaded: refused.labels({ reason: 'overloaded' }) };
     this.slowClients = registry.counter('dwell_gateway_slow_clients_closed_total', 'Sockets closed for backpressure.').labels();
     this.drains = registry.counter('dwell_gateway_socket_drains_total', 'Backpressure drain events.').labels();
     this.storedFrameMs = registry
@@ -72,6 +78,9 @@ export class GatewayMetrics {
   }
   rejected(reason: string): void {
     this.rejectedByReason(reason).inc();
+  }
+  eventsRefused(count: number, reason: 'unavailable' | 'overloaded'): void {
+    this.refusedByReason[reason].inc(count);
   }
   slowClientClosed(): void {
     this.slowClients.inc();

@@ -330,9 +330,11 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
     const readAt = performance.now();
     const count = events.length;
     deps.events.submit(toRecords(events, connection.claims, connection.userAgent, transport), (outcome: AppendOutcome) => {
+      // Counted whether or not the client is still there to hear it.
+      if (outcome.stored) metrics.eventsStored(count);
+      else metrics.eventsRefused(count, outcome.reason);
       if (connection.closed) return;
       if (outcome.stored) {
-        metrics.eventsStored(count);
         metrics.frameStored(performance.now() - readAt);
         // The ack is written by `sendDueAcks`, corked there.
         settle(ws, n);
@@ -525,6 +527,7 @@ export function startGatewayServer(options: GatewayOptions, deps: GatewayDeps): 
       metrics.eventsIn(parsed.events.length, transport);
       void deps.events.append(toRecords(parsed.events, claims, userAgent === '' ? null : userAgent, transport)).then((outcome) => {
         if (!outcome.stored) {
+          metrics.eventsRefused(parsed.events.length, outcome.reason);
           return reply('503 Service Unavailable', { reason: outcome.reason, detail: 'not stored; retry', rejected }, {
             'retry-after': String(Math.ceil(outcome.retryAfterMs / 1000)),
           });
