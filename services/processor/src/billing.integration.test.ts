@@ -84,7 +84,13 @@ describe('worked examples through Kafka, the processor and ClickHouse', () => {
     const csv = await run(process.execPath, [cli, 'billing', '--processor', processor.httpUrl, '--format', 'csv', '--by', 'site', '--from', String(BASE - 60_000)], {
       env: { ...process.env, CLICKHOUSE_URL: '' },
     });
-    expect(csv.stdout.split('\n')[0]).toMatch(/^site,billable_seconds,impressions,/);
+    const [header, ...lines] = csv.stdout.trimEnd().split('\n');
+    expect(header).toMatch(/^site,billable_seconds,impressions,.*,billable_ms,measurable_incl_flagged,viewable_incl_flagged,viewable_ms_incl_flagged$/);
+    // The exact milliseconds in CSV are the report's.
+    const column = (name: string): string[] => lines.map((line) => line.split(',')[header?.split(',').indexOf(name) ?? -1] ?? '');
+    const json = await billing('--by', 'site', '--from', String(BASE - 60_000));
+    expect(column('billable_ms').map(Number)).toEqual(json.map((r) => r['billable_ms']));
+    expect(column('viewable_ms_incl_flagged').map(Number)).toEqual(json.map((r) => r['viewable_ms_incl_flagged']));
     await expect(run(process.execPath, [cli, 'billing', '--by', 'planet'])).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/--by must be one of/) });
   });
 

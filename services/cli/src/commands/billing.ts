@@ -84,6 +84,11 @@ const COLUMNS: ReadonlyArray<readonly [string, (row: BillingRow) => string | num
   ['flagged', (r) => r.flagged_impressions],
   ['viewable_s_incl_flagged', (r) => r.viewable_ms_incl_flagged / 1000],
   ...TIME_IN_VIEW_BUCKETS.map((bucket) => [`tiv_${bucket}`, (r: BillingRow) => r.time_in_view[bucket]] as const),
+  // The exact figures behind the rounded ones, and the rest of what flagged traffic would add.
+  ['billable_ms', (r) => r.billable_ms],
+  ['measurable_incl_flagged', (r) => r.measurable_impressions_incl_flagged],
+  ['viewable_incl_flagged', (r) => r.viewable_impressions_incl_flagged],
+  ['viewable_ms_incl_flagged', (r) => r.viewable_ms_incl_flagged],
 ];
 
 export function formatBilling(rows: readonly BillingRow[], format: OutputFormat, by: BillingDimension): string {
@@ -98,7 +103,7 @@ export function formatBilling(rows: readonly BillingRow[], format: OutputFormat,
     return [header, ...cells].map((line) => line.map(quote).join(',')).join('\n') + '\n';
   }
   if (rows.length === 0) return '(no billed exposure in this period)\n';
-  // The table shows the main figures; json and csv carry every column.
+  // The table shows the main figures; csv carries every column above, json every field.
   const shown = 9;
   const text = [header.slice(0, shown), ...cells.map((line) => line.slice(0, shown).map((v) => (v === null ? '-' : String(v))))];
   const widths = text[0]?.map((_, i) => Math.max(...text.map((line) => String(line[i]).length))) ?? [];
