@@ -30,3 +30,21 @@ describe('generated documentation tables', () => {
     );
   });
 });
+
+describe('deployment files', () => {
+  it('.env.example sets every variable docker-compose.yml reads, with the same default', () => {
+    const read = (file: string): string => readFileSync(new URL(`../../../${file}`, import.meta.url), 'utf8');
+    const code = (text: string): string[] => text.split('\n').filter((line) => !/^\s*#/.test(line));
+    const compose = new Map<string, string>();
+    for (const line of code(read('docker-compose.yml')))
+      for (const m of line.matchAll(/\$\{([A-Z][A-Z0-9_]*):-([^}]*)\}/g)) compose.set(m[1] ?? '', m[2] ?? '');
+    const example = new Map(
+      code(read('.env.example'))
+        .map((line) => /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(line))
+        .filter((m): m is RegExpExecArray => m !== null)
+        .map((m) => [m[1] ?? '', m[2] ?? ''] as const),
+    );
+    expect(compose.size).toBeGreaterThan(10);
+    expect(Object.fromEntries([...compose].filter(([name, value]) => example.get(name) !== value))).toEqual({});
+  });
+});
