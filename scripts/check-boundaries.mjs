@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The dependency rule of ARCHITECTURE.md, enforced: each unit imports only what its row allows.
+// The dependency rule, enforced: each unit imports only what its row in RULES below allows.
 // One adapter package per external system; the exposure core imports no infrastructure at all.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -68,7 +68,7 @@ for (const [unit, rule] of Object.entries(RULES)) {
 }
 
 if (problems.length > 0) {
-  console.error(`dependency rule violated (ARCHITECTURE.md, units):\n  ${problems.join('\n  ')}`);
+  console.error(`dependency rule violated (scripts/check-boundaries.mjs, RULES):\n  ${problems.join('\n  ')}`);
   process.exit(1);
 }
 console.log('dependency rule: ok');

@@ -1,6 +1,6 @@
 /**
  * Every reason dwell refuses input, in one table: the code goes back to the client on the
- * connection and into `RejectedFrame.reason` on `dwell.rejected.v1` (ARCHITECTURE.md invariant 6).
+ * connection and into `RejectedFrame.reason` on `dwell.rejected.v1`, where every refused input is kept.
  *
  * - `scope`: what the rejection covers. `frame`: the whole frame, no event in it was accepted.
  *   `event`: one event of a frame; the frame's valid events still went through. `frame_or_event`:

@@ -13,7 +13,8 @@ commands:
   up                     the whole pipeline on this machine: local Kafka (unless KAFKA_BROKERS),
                          gateway, processor with embedded ClickHouse (unless CLICKHOUSE_URL)
                          --data-dir DIR (default .data)  --kafka-port N (default 9092)
-  gateway                one gateway process (configuration from the environment)
+  gateway                one gateway (configuration from the environment): GATEWAY_WORKERS
+                         processes sharing its port, default one per core
   processor              one processor process (configuration from the environment)
   token --site S --user U [--secret X] [--ttl SECONDS]
                          mint a connection token (secret: from DWELL_SITES, or the development one)
