@@ -47,4 +47,15 @@ describe('deployment files', () => {
     expect(compose.size).toBeGreaterThan(10);
     expect(Object.fromEntries([...compose].filter(([name, value]) => example.get(name) !== value))).toEqual({});
   });
+
+  it('the Prometheus alert rules name only metrics the services export', () => {
+    const read = (file: string): string => readFileSync(new URL(`../../../${file}`, import.meta.url), 'utf8');
+    const rules = read('infra/compose/prometheus/alerts.yml');
+    const named = new Set([...rules.matchAll(/\b(dwell_[a-z_]+?)(?:_bucket|_sum|_count)?\b/g)].map((m) => m[1] ?? ''));
+    const sources = ['services/gateway/src/metrics.ts', 'services/gateway/src/gateway.ts', 'services/processor/src/exposure-consumer.ts', 'services/processor/src/processor.ts']
+      .map(read)
+      .join('\n');
+    expect(named.size).toBeGreaterThan(5);
+    expect([...named].filter((metric) => !sources.includes(`'${metric}'`))).toEqual([]);
+  });
 });
