@@ -2,18 +2,16 @@
  * The SQL that docs/billing.md and docs/audit.md give operators runs on the schema the migrations
  * make, and answers what the docs say it answers, on a few rows whose answers are known.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { openWarehouse, type Warehouse } from './client.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Warehouse } from './client.js';
 import { migrate } from './migrations.js';
-import { uniqueName } from '../../../test/support.js';
+import { openTestWarehouse, type TestWarehouse } from '../../../test/support.js';
 
 const REPLAY = '0193-test-replay';
+let opened: TestWarehouse;
 let warehouse: Warehouse;
-const dataDir = mkdtempSync(join(tmpdir(), 'dwell-docs-sql-'));
 
 /** The statements of a document's ```sql blocks, for this test's database and replay. */
 function docStatements(doc: string): string[] {
@@ -41,13 +39,8 @@ const impression = (id: string, ad: string, values: { measurable: number; billab
 };
 
 beforeAll(async () => {
-  warehouse = await openWarehouse({
-    url: inject('clickhouseUrl'),
-    username: inject('clickhouseUser'),
-    password: inject('clickhousePassword'),
-    database: uniqueName('docs_sql'),
-    dataDir,
-  });
+  opened = await openTestWarehouse('docs_sql');
+  warehouse = opened.warehouse;
   await migrate(warehouse);
   const db = warehouse.database;
   const command = (query: string): Promise<unknown> => warehouse.client.command({ query });
@@ -65,9 +58,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await warehouse?.client.command({ query: `DROP DATABASE IF EXISTS ${warehouse.database}` });
-  await warehouse?.close();
-  rmSync(dataDir, { recursive: true, force: true });
+  await opened?.close();
 });
 
 describe('SQL in the docs', () => {

@@ -1,33 +1,24 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
-import { openWarehouse, type Warehouse } from './client.js';
+import type { Warehouse } from './client.js';
 import { migrate } from './migrations.js';
 import { ExposureStore, RowsEncoder, type ResultsWrite } from './exposure-store.js';
-import { uniqueName } from '../../../test/support.js';
+import { openTestWarehouse, type TestWarehouse } from '../../../test/support.js';
 
+let opened: TestWarehouse;
 let warehouse: Warehouse;
 let store: ExposureStore;
-const dataDir = mkdtempSync(join(tmpdir(), 'dwell-store-'));
 
 beforeAll(async () => {
-  warehouse = await openWarehouse({
-    url: inject('clickhouseUrl'),
-    username: inject('clickhouseUser'),
-    password: inject('clickhousePassword'),
-    database: uniqueName('store'),
-    dataDir,
-  });
+  opened = await openTestWarehouse('store');
+  warehouse = opened.warehouse;
   await migrate(warehouse);
   store = new ExposureStore(warehouse);
 });
 
 afterAll(async () => {
-  await warehouse.client.command({ query: `DROP DATABASE IF EXISTS ${warehouse.database}` });
-  await warehouse.close();
-  rmSync(dataDir, { recursive: true, force: true });
+  await opened?.close();
 });
 
 // 64-bit numbers are selected as text: a server quotes them in JSON, chDB does not.
@@ -132,7 +123,7 @@ describe('ExposureStore.writeResults', () => {
       { ...common, minute: 1_764_000_000, viewable_ms: 4000, rules_version: 1, version: '5000000007' },
     ]);
     // Embedded, the rows passed through files: none is left behind.
-    const spool = join(dataDir, 'dwell-inserts');
+    const spool = join(opened.dataDir, 'dwell-inserts');
     if (warehouse.mode === 'embedded') expect(readdirSync(spool)).toEqual([]);
     else expect(existsSync(spool)).toBe(false);
   });

@@ -1,29 +1,18 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
-import { openWarehouse, type Warehouse } from './client.js';
+import type { Warehouse } from './client.js';
 import { MigrationError, migrate, type Migration } from './migrations.js';
-import { uniqueName } from '../../../test/support.js';
+import { openTestWarehouse, uniqueName, type TestWarehouse } from '../../../test/support.js';
 
+let opened: TestWarehouse;
 let warehouse: Warehouse;
-const dataDir = mkdtempSync(join(tmpdir(), 'dwell-wh-'));
 
 beforeAll(async () => {
-  warehouse = await openWarehouse({
-    url: inject('clickhouseUrl'),
-    username: inject('clickhouseUser'),
-    password: inject('clickhousePassword'),
-    database: uniqueName('wh'),
-    dataDir,
-  });
+  opened = await openTestWarehouse('wh');
+  warehouse = opened.warehouse;
 });
 
 afterAll(async () => {
-  await warehouse.client.command({ query: `DROP DATABASE IF EXISTS ${warehouse.database}` });
-  await warehouse.close();
-  rmSync(dataDir, { recursive: true, force: true });
+  await opened?.close();
 });
 
 describe('migrations', () => {
