@@ -1,6 +1,7 @@
 /**
  * Every reason dwell refuses input, in one table: the code goes back to the client on the
- * connection and into `RejectedFrame.reason` on `dwell.rejected.v1`, where every refused input is kept.
+ * connection and into `RejectedFrame.reason` of the dead letter on `dwell.rejected.v1` (docs/protocol.md,
+ * "Rejection reasons", lists the few refusals that have none).
  *
  * - `scope`: what the rejection covers. `frame`: the whole frame, no event in it was accepted.
  *   `event`: one event of a frame; the frame's valid events still went through. `frame_or_event`:
