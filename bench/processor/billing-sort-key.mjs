@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { migrate, openWarehouse } from '@dwell/warehouse';
+import { impressionRowsSelect, minuteRowsSelect } from '../lib/billing-rows.mjs';
 const ROWS = Number(process.argv[2] ?? 10_000_000);
 const dataDir = mkdtempSync(join(tmpdir(), 'dwell-billing-sort-key-'));
 const wh = await openWarehouse({ database: 'bq', dataDir });
@@ -18,20 +19,12 @@ const q = async (query) => (await wh.client.query({ query, format: 'JSONEachRow'
 try {
   await migrate(wh);
   await cmd(`CREATE TABLE bq.minutes_day AS bq.exposure_minutes ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(minute) ORDER BY (toDate(minute), site_id, page_view_id, impression_id, minute)`);
-  const gen = (ms, version, where = '') => `SELECT concat('site-', toString(number % 5)), concat('pv-', toString(intDiv(number, 4))), concat('pv-', toString(intDiv(number, 4)), '-', toString(number % 2)),
-             toDateTime('2026-11-01 00:00:00', 'UTC') + toIntervalMinute(number % 43200),
-             concat('user-', toString(number % 100000)), concat('ad-', toString(number % 200)), concat('campaign-', toString(number % 20)),
-             ${ms}, 1, ${version} FROM numbers(${ROWS}) ${where}`;
   for (const t of ['exposure_minutes', 'minutes_day']) {
-    await cmd(`INSERT INTO bq.${t} ${gen('1000 + number % 59000', 1)}`);
+    await cmd(`INSERT INTO bq.${t} ${minuteRowsSelect(ROWS)}`);
     await cmd(`SYSTEM STOP MERGES bq.${t}`);
-    await cmd(`INSERT INTO bq.${t} ${gen('0', 2, 'WHERE number % 100 = 7')}`);
+    await cmd(`INSERT INTO bq.${t} ${minuteRowsSelect(ROWS, { viewableMs: 0, version: 2, where: 'WHERE number % 100 = 7' })}`);
   }
-  await cmd(`INSERT INTO bq.impressions SELECT concat('site-', toString(number % 5)), concat('pv-', toString(intDiv(number, 2))), concat('pv-', toString(intDiv(number, 2)), '-', toString(number % 2)),
-             concat('user-', toString(number % 100000)), concat('ad-', toString(number % 200)), concat('campaign-', toString(number % 20)),
-             'display', 300, 250, 1, number % 3 != 0, number % 3 != 0, if(number % 3 != 0, 1000 + number % 59000, 0), 1000 + number % 59000, 1000 + number % 59000,
-             [], toDateTime64('2026-11-01 00:00:00', 3, 'UTC') + toIntervalSecond(number % 2592000), toDateTime64('2026-11-01 00:00:00', 3, 'UTC') + toIntervalSecond(number % 2592000), 1, 1, 1
-      FROM numbers(${Math.floor(ROWS / 4)})`);
+  await cmd(`INSERT INTO bq.impressions ${impressionRowsSelect(Math.floor(ROWS / 4))}`);
   const time = 'toDateTime64(minute, 3)';
   const range = (from, to, t = time) => `${t} >= fromUnixTimestamp64Milli(${Date.parse(from)}, 'UTC') AND ${t} < fromUnixTimestamp64Milli(${Date.parse(to)}, 'UTC')`;
   const cases = {

@@ -28,6 +28,7 @@ import { processorConfigFromEnv, startProcessor } from '@dwell/processor';
 import { migrate } from '@dwell/warehouse';
 import { median, percentiles, weightedPercentiles } from '../lib/stats.mjs';
 import { encodedWorkload } from '../lib/workload.mjs';
+import { impressionRowsSelect, minuteRowsSelect } from '../lib/billing-rows.mjs';
 import { cpuSeconds, cpuSecondsOf, processTree, threadCpuDelta, threadCpuSeconds, writebackSettings } from '../lib/proc.mjs';
 
 const args = process.argv.slice(2);
@@ -281,41 +282,21 @@ try {
   const db = warehouse.database;
   const t0 = performance.now();
   await warehouse.client.command({
-    query: `INSERT INTO ${db}.exposure_minutes
-      SELECT concat('site-', toString(number % 5)), concat('pv-', toString(intDiv(number, 4))), concat('pv-', toString(intDiv(number, 4)), '-', toString(number % 2)),
-             toDateTime('2026-11-01 00:00:00', 'UTC') + toIntervalMinute(number % 43200),
-             concat('user-', toString(number % 100000)), concat('ad-', toString(number % 200)), concat('campaign-', toString(number % 20)),
-             1000 + number % 59000, 1, 1
-      FROM numbers(${BILLING_ROWS})`,
+    query: `INSERT INTO ${db}.exposure_minutes ${minuteRowsSelect(BILLING_ROWS)}`,
     clickhouse_settings: { max_insert_threads: 2 },
   });
   await warehouse.client.command({
-    query: `INSERT INTO ${db}.impressions
-      SELECT concat('site-', toString(number % 5)), concat('pv-', toString(intDiv(number, 2))), concat('pv-', toString(intDiv(number, 2)), '-', toString(number % 2)),
-             concat('user-', toString(number % 100000)), concat('ad-', toString(number % 200)), concat('campaign-', toString(number % 20)),
-             'display', 300, 250, 1, number % 3 != 0, number % 3 != 0, if(number % 3 != 0, 1000 + number % 59000, 0), 1000 + number % 59000, 1000 + number % 59000,
-             [], toDateTime64('2026-11-01 00:00:00', 3, 'UTC') + toIntervalSecond(number % 2592000), toDateTime64('2026-11-01 00:00:00', 3, 'UTC') + toIntervalSecond(number % 2592000), 1, 1, 1
-      FROM numbers(${Math.floor(BILLING_ROWS / 4)})`,
+    query: `INSERT INTO ${db}.impressions ${impressionRowsSelect(Math.floor(BILLING_ROWS / 4))}`,
   });
   // Superseded versions, as re-reports leave them until ClickHouse merges: 1% of the minutes and
   // impressions get a later version (a minute retracted to 0, an impression turned non-billable).
   // Merges are stopped so every query meets them.
   for (const table of ['exposure_minutes', 'impressions']) await warehouse.client.command({ query: `SYSTEM STOP MERGES ${db}.${table}` });
   await warehouse.client.command({
-    query: `INSERT INTO ${db}.exposure_minutes
-      SELECT concat('site-', toString(number % 5)), concat('pv-', toString(intDiv(number, 4))), concat('pv-', toString(intDiv(number, 4)), '-', toString(number % 2)),
-             toDateTime('2026-11-01 00:00:00', 'UTC') + toIntervalMinute(number % 43200),
-             concat('user-', toString(number % 100000)), concat('ad-', toString(number % 200)), concat('campaign-', toString(number % 20)),
-             0, 1, 2
-      FROM numbers(${BILLING_ROWS}) WHERE number % 100 = 7`,
+    query: `INSERT INTO ${db}.exposure_minutes ${minuteRowsSelect(BILLING_ROWS, { viewableMs: 0, version: 2, where: 'WHERE number % 100 = 7' })}`,
   });
   await warehouse.client.command({
-    query: `INSERT INTO ${db}.impressions
-      SELECT concat('site-', toString(number % 5)), concat('pv-', toString(intDiv(number, 2))), concat('pv-', toString(intDiv(number, 2)), '-', toString(number % 2)),
-             concat('user-', toString(number % 100000)), concat('ad-', toString(number % 200)), concat('campaign-', toString(number % 20)),
-             'display', 300, 250, 1, 0, 0, 0, 0, 0,
-             [], toDateTime64('2026-11-01 00:00:00', 3, 'UTC') + toIntervalSecond(number % 2592000), toDateTime64('2026-11-01 00:00:00', 3, 'UTC') + toIntervalSecond(number % 2592000), 1, 1, 2
-      FROM numbers(${Math.floor(BILLING_ROWS / 4)}) WHERE number % 100 = 7`,
+    query: `INSERT INTO ${db}.impressions ${impressionRowsSelect(Math.floor(BILLING_ROWS / 4), { superseded: true, version: 2, where: 'WHERE number % 100 = 7' })}`,
   });
   say(`inserted test rows in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   const from = Date.parse('2026-11-01T00:00:00Z');

@@ -21,7 +21,7 @@ import {
   type CommandReply,
   type Presence,
 } from '@dwell/protocol';
-import type { Logger } from '@dwell/runtime';
+import { errorMessage, type Logger } from '@dwell/runtime';
 import { checkCommand, DEFAULT_COMMAND_LIMITS, type CommandLimits, type CommandRequest } from './limits.js';
 import { CommandInFlight, type CommandOutcome } from './outcome.js';
 import { PresenceView } from './presence-view.js';
@@ -246,7 +246,7 @@ export async function createCommandBus(config: CommandBusConfig): Promise<Comman
           outcome: 'rejected',
           id,
           reason: 'unavailable',
-          detail: `Kafka did not store the command: ${message(error)}`,
+          detail: `Kafka did not store the command: ${errorMessage(error)}`,
         }),
       );
     }
@@ -326,8 +326,4 @@ export async function createCommandBus(config: CommandBusConfig): Promise<Comman
 
 function entryKey(userId: string, id: string): string {
   return `${userId}\u0000${id}`;
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

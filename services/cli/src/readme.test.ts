@@ -7,8 +7,10 @@ import { RejectionReason } from '@dwell/protocol';
 
 // The generated tables in the docs must say what the code does. `node scripts/docs-tables.mjs`
 // (after `npm run build`) rewrites them.
+const read = (file: string): string => readFileSync(new URL(`../../../${file}`, import.meta.url), 'utf8');
+
 function between(file: string, marker: string): string | undefined {
-  const text = readFileSync(new URL(`../../../${file}`, import.meta.url), 'utf8');
+  const text = read(file);
   return new RegExp(`<!-- ${marker}:start -->\\n([\\s\\S]*?)\\n<!-- ${marker}:end -->`).exec(text)?.[1];
 }
 
@@ -33,7 +35,6 @@ describe('generated documentation tables', () => {
 
 describe('deployment files', () => {
   it('.env.example sets every variable docker-compose.yml reads, with the same default', () => {
-    const read = (file: string): string => readFileSync(new URL(`../../../${file}`, import.meta.url), 'utf8');
     const code = (text: string): string[] => text.split('\n').filter((line) => !/^\s*#/.test(line));
     const compose = new Map<string, string>();
     for (const line of code(read('docker-compose.yml')))
@@ -49,7 +50,6 @@ describe('deployment files', () => {
   });
 
   it('the Prometheus alert rules name only metrics the services export', () => {
-    const read = (file: string): string => readFileSync(new URL(`../../../${file}`, import.meta.url), 'utf8');
     const rules = read('infra/compose/prometheus/alerts.yml');
     const named = new Set([...rules.matchAll(/\b(dwell_[a-z_]+?)(?:_bucket|_sum|_count)?\b/g)].map((m) => m[1] ?? ''));
     const sources = ['services/gateway/src/metrics.ts', 'services/gateway/src/gateway.ts', 'services/processor/src/exposure-consumer.ts', 'services/processor/src/processor.ts']

@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { MetricsRegistry } from '@dwell/runtime';
+import { errorMessage, type MetricsRegistry } from '@dwell/runtime';
 import { BILLING_DIMENSIONS, billingReport, type BillingDimension, type BillingQuery, type Warehouse } from '@dwell/warehouse';
 
 export interface ProcessorHttpDeps {
@@ -21,7 +21,7 @@ export function createProcessorHttp(deps: ProcessorHttpDeps): Server {
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     };
     const fail = (error: unknown): void =>
-      json(error instanceof BadRequest || error instanceof RangeError ? 400 : 500, { error: messageOf(error) });
+      json(error instanceof BadRequest || error instanceof RangeError ? 400 : 500, { error: errorMessage(error) });
     switch (url.pathname) {
       case '/healthz':
         res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
@@ -56,7 +56,7 @@ export function createProcessorHttp(deps: ProcessorHttpDeps): Server {
           .readOnly()
           .query({ query, format: 'JSONEachRow' })
           .then((result) => result.json())
-          .then((rows) => json(200, rows), (error: unknown) => json(400, { error: messageOf(error) }));
+          .then((rows) => json(200, rows), (error: unknown) => json(400, { error: errorMessage(error) }));
         return;
       }
       default:
@@ -77,8 +77,4 @@ export function billingQuery(params: URLSearchParams): BillingQuery {
   if (!BILLING_DIMENSIONS.includes(by)) throw new BadRequest(`by must be one of ${BILLING_DIMENSIONS.join(', ')}`);
   const optional = (name: string): string | undefined => params.get(name) ?? undefined;
   return { fromMs: integer('from'), toMs: integer('to'), by, ad: optional('ad'), campaign: optional('campaign'), site: optional('site'), user: optional('user') };
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -27,7 +27,7 @@ import {
   type ReplyRejectionReason,
   type ReplyRequest,
 } from '@dwell/commands';
-import type { CounterChild, Logger, MetricsRegistry } from '@dwell/runtime';
+import { errorMessage, type CounterChild, type Logger, type MetricsRegistry } from '@dwell/runtime';
 import { EventLog } from '../event-log.js';
 import { CommandBoard, type BoardConnection, type BoardEffect, type BoardEntry } from './board.js';
 import { cancelFrame, commandFrame, replyErrorFrame } from './frames.js';
@@ -227,7 +227,7 @@ export class CommandRouter {
         messages: [{ key: claims.user_id, value: encodeClientReply(forwarded) }],
       });
     } catch (error) {
-      return { ok: false, reason: 'unavailable', detail: `not stored: ${message(error)}` };
+      return { ok: false, reason: 'unavailable', detail: `not stored: ${errorMessage(error)}` };
     }
     this.counters.replies('forwarded').inc();
     return { ok: true, forwarded: true };
@@ -290,7 +290,7 @@ export class CommandRouter {
       return {
         ok: false,
         reason: 'unavailable',
-        detail: `the reply was not stored; send it again: ${message(error)}`,
+        detail: `the reply was not stored; send it again: ${errorMessage(error)}`,
       };
     }
     this.counters.replies(record.outcome).inc();
@@ -456,8 +456,4 @@ function acceptable(command: Command, limits: CommandLimits): boolean {
   } catch {
     return false;
   }
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
