@@ -1,6 +1,7 @@
 // npm run bench:processor [-- --events 400000 --runs 3 --quick]
 //   freshness only, at shares of a given rate: -- --events 2000 --fresh-rate 153000 --fresh-ladder 10,5,3,2 --fresh-seconds 20
 //   recovery only: -- --events 2000 --fresh-rate 1 --fresh-ladder none --recovery-rate 50000 --recovery-seconds 60 [--runs 3]
+//   billing latency only: -- --events 2000 --billing-only [--billing-rows 10000000]
 //   (the full run measures recovery at a quarter of the end-to-end rate; --no-recovery skips it)
 //
 // 1. the pure exposure core on one core (packages/exposure/bench/core.mjs), against its naive
@@ -37,6 +38,7 @@ const flag = (name, fallback) => {
   return i === -1 ? fallback : args[i + 1];
 };
 const QUICK = args.includes('--quick');
+const BILLING_ONLY = args.includes('--billing-only');
 const EVENTS = Number(flag('events', QUICK ? 100_000 : 400_000));
 const RUNS = Number(flag('runs', QUICK ? 1 : 3));
 const BILLING_ROWS = Number(flag('billing-rows', QUICK ? 1_000_000 : 10_000_000));
@@ -53,7 +55,7 @@ const say = (line) => process.stderr.write(`[bench:processor] ${line}\n`);
 const results = { settings: TRIED_SETTINGS, machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, writeback: writebackSettings() }, loadavgAtStart: loadavg(), events: EVENTS, runs: RUNS };
 
 // 1. The pure core.
-if (FRESH_RATE === undefined) {
+if (FRESH_RATE === undefined && !BILLING_ONLY) {
   say('pure exposure core (one core)…');
   const coreOut = execFileSync(process.execPath, [join(root, 'packages/exposure/bench/core.mjs'), '--runs', QUICK ? '3' : '5'], { encoding: 'utf8' });
   process.stdout.write(coreOut);
@@ -168,7 +170,7 @@ try {
   // CPU of this process (KafkaJS, and for the processor also its worker thread and chDB) per event.
   const bareCpuPerEvent = [];
   const oursCpuPerEvent = [];
-  for (let run = 1; run <= (FRESH_RATE === undefined ? RUNS : 0); run++) {
+  for (let run = 1; run <= (FRESH_RATE === undefined && !BILLING_ONLY ? RUNS : 0); run++) {
     // Baseline: KafkaJS alone, no decoding.
     let consumed = 0;
     let cpu = process.cpuUsage();
@@ -322,6 +324,7 @@ try {
     'by site, whole month': { from, to, by: 'site' },
     'by day, one campaign': { from, to, by: 'day', campaign: 'campaign-3' },
     'by hour, one ad, one day': { from, to: from + 86_400_000, by: 'hour', ad: 'ad-17' },
+    'by ad, one day': { from: from + 9 * 86_400_000, to: from + 10 * 86_400_000, by: 'ad' },
   };
   const RUNS_PER_QUERY = QUICK ? 7 : 21;
   results.billing = { minuteRows: BILLING_ROWS, impressionRows: Math.floor(BILLING_ROWS / 4), supersededShare: 0.01, totalChecked: billed, queries: {} };
@@ -486,7 +489,7 @@ try {
   const seconds = Number(flag('fresh-seconds', QUICK ? 10 : 30));
   // Shares of the end-to-end rate to measure freshness at: 2 (half load, the target's) and 10 by
   // default; `--fresh-ladder 10,5,4,3,2` walks up to find where live traffic stops keeping up.
-  const ladder = flag('fresh-ladder', '2,10') ?? '2,10';
+  const ladder = flag('fresh-ladder', BILLING_ONLY ? 'none' : '2,10') ?? '2,10';
   const shares = ladder === 'none' ? [] : ladder.split(',').map(Number);
   const base = FRESH_RATE === undefined ? median(ours) : Number(FRESH_RATE) * 2;
   results.freshnessLadder = [];
@@ -506,7 +509,7 @@ try {
 
   // 4. Recovery: a backlog left by an outage, drained with and without write pacing.
   const recoveryRate = flag('recovery-rate', undefined);
-  if (recoveryRate !== undefined || (FRESH_RATE === undefined && !args.includes('--no-recovery'))) {
+  if (recoveryRate !== undefined || (FRESH_RATE === undefined && !BILLING_ONLY && !args.includes('--no-recovery'))) {
     const rate = Number(recoveryRate ?? Math.round(base / 4));
     const seconds = Number(flag('recovery-seconds', QUICK ? 20 : 60));
     results.recovery = await recovery(rate, seconds, QUICK ? 1 : RUNS);

@@ -127,6 +127,27 @@ describe('ExposureStore.writeResults', () => {
     if (warehouse.mode === 'embedded') expect(readdirSync(spool)).toEqual([]);
     else expect(existsSync(spool)).toBe(false);
   });
+
+  it('stores minute rows spanning more days than ClickHouse allows partitions per insert, once per token', async () => {
+    const db = warehouse.database;
+    // A write behind a sparse log: 150 minutes a day apart (the table is partitioned by day,
+    // ClickHouse refuses more than 100 partitions in one insert unless told otherwise).
+    const days = 150;
+    const sparse = (): ResultsWrite => {
+      const minutes = new RowsEncoder();
+      for (let day = 0; day < days; day++)
+        minutes.minute({ ...common, impression_id: 'imp-sparse', minute_start_ms: 1_700_000_040_000 + day * 86_400_000, viewable_ms: 1000 + day }, 7);
+      return { impressions: new RowsEncoder().finish(), minutes: minutes.finish(), ranges: [], rulesVersion: 1, processorId: 'test', token: 'sparse' };
+    };
+    await store.writeResults(sparse());
+    await store.writeResults(sparse());
+    expect(
+      await rows(
+        `SELECT toString(count()) AS n, toString(uniqExact(_partition_id)) AS partitions, toString(sum(viewable_ms)) AS ms
+         FROM ${db}.exposure_minutes WHERE impression_id = 'imp-sparse'`,
+      ),
+    ).toEqual([{ n: String(days), partitions: String(days), ms: String(days * 1000 + (days * (days - 1)) / 2) }]);
+  });
 });
 
 describe('ExposureStore snapshots', () => {

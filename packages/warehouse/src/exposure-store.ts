@@ -291,7 +291,9 @@ export class ExposureStore {
   /**
    * Passes encoded rows on as they are. A server takes the RowBinary body over HTTP; embedded
    * ClickHouse takes SQL text only, so there the body goes through a file that `file()` reads.
-   * `token`: the insert's deduplication token, if it has one.
+   * `token`: the insert's deduplication token, if it has one. Minute rows are partitioned by day,
+   * and a write behind a sparse log may span more days than ClickHouse's default 100 partitions
+   * per insert: no limit, a part per day.
    */
   private async insertEncoded(
     table: ResultTable,
@@ -304,7 +306,10 @@ export class ExposureStore {
       const result = await this.client.exec({
         query: `${into} FORMAT RowBinary`,
         values: Readable.from([rows.body], { objectMode: false }),
-        clickhouse_settings: token === undefined ? {} : { insert_deduplication_token: token },
+        clickhouse_settings: {
+          max_partitions_per_insert_block: '0',
+          ...(token === undefined ? {} : { insert_deduplication_token: token }),
+        },
       });
       // The answer of an insert is empty; reading it to the end frees the connection.
       for await (const chunk of result.stream) void chunk;
@@ -315,7 +320,9 @@ export class ExposureStore {
     try {
       // The token in the statement itself: embedded, clickhouse_settings become a SET on the
       // connection, which another insert running at the same time would share.
-      const settings = token === undefined ? '' : ` SETTINGS insert_deduplication_token = ${sqlString(token)}`;
+      const settings =
+        ' SETTINGS max_partitions_per_insert_block = 0' +
+        (token === undefined ? '' : `, insert_deduplication_token = ${sqlString(token)}`);
       await this.client.command({
         query: `${into}${settings} SELECT * FROM file(${sqlString(file)}, 'RowBinary', ${table.structure})`,
       });

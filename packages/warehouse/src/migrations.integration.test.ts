@@ -53,8 +53,101 @@ describe('migrations', () => {
       expect(report.applied.length).toBeGreaterThan(0);
       expect(report.alreadyApplied).toEqual([]);
       expect((await migrate(fresh)).applied).toEqual([]);
+      const keys = await fresh.client.query({
+        query: `SELECT name, partition_key FROM system.tables WHERE database = {db:String} AND name = 'exposure_minutes'`,
+        query_params: { db: fresh.database },
+        format: 'JSONEachRow',
+      });
+      expect(await keys.json()).toEqual([{ name: 'exposure_minutes', partition_key: 'toYYYYMMDD(minute)' }]);
     } finally {
       await fresh.client.command({ query: `DROP DATABASE IF EXISTS ${fresh.database}` });
     }
+  });
+
+  describe('a table rebuilt with a new partition key', () => {
+    const minutes = uniqueName('minutes');
+    const definition = (partition: string): string => `CREATE TABLE IF NOT EXISTS {db}.${minutes}
+      (id String, minute DateTime('UTC'), ms UInt32, version UInt64)
+      ENGINE = ReplacingMergeTree(version) PARTITION BY ${partition} ORDER BY (id, minute)`;
+    const created: Migration = { version: 1, name: 'created', statements: [definition('toYYYYMM(minute)')] };
+    const byDay = definition('toYYYYMMDD(minute)').replace(`{db}.${minutes}`, '{db}.{table}');
+    const rebuilt: Migration = { version: 2, name: 'rebuilt', statements: [], rebuild: { table: minutes, partitionKey: 'toYYYYMMDD(minute)', create: byDay } };
+    // A database of its own: the tests above recorded versions 1 and 2 in theirs.
+    let own: Warehouse;
+    beforeAll(async () => {
+      own = { ...warehouse, database: uniqueName('wh_rebuild') };
+      await own.client.command({ query: `CREATE DATABASE ${own.database}` });
+    });
+    afterAll(async () => {
+      await own?.client.command({ query: `DROP DATABASE IF EXISTS ${own.database}` });
+    });
+    const db = (): string => own.database;
+    const query = async (sql: string): Promise<unknown[]> => (await own.client.query({ query: sql, format: 'JSONEachRow' })).json();
+    const tables = async (database = db()): Promise<unknown[]> =>
+      query(`SELECT name, partition_key FROM system.tables WHERE database = '${database}' AND startsWith(name, '${minutes}') ORDER BY name`);
+    // Every row, superseded versions too, as selected without FINAL.
+    const contents = async (database = db()): Promise<unknown[]> =>
+      query(`SELECT id, toUnixTimestamp(minute) AS minute, ms, toString(version) AS version FROM ${database}.${minutes} ORDER BY id, minute, version`);
+
+    it('keeps every row and version, swaps the table in, and leaves nothing behind', async () => {
+      const migrations = [created, rebuilt];
+      expect(await migrate(own, [created])).toEqual({ applied: [1], alreadyApplied: [] });
+      // Rows over two months, a superseded version among them, in parts that were never merged.
+      await own.client.command({ query: `SYSTEM STOP MERGES ${db()}.${minutes}` });
+      for (const values of [
+        `('a', '2026-10-31 23:59:00', 1000, 1), ('a', '2026-11-01 00:00:00', 2000, 1)`,
+        `('a', '2026-10-31 23:59:00', 0, 2), ('b', '2026-11-15 12:00:00', 3000, 1)`,
+      ])
+        await own.client.command({ query: `INSERT INTO ${db()}.${minutes} VALUES ${values}` });
+      const before = await contents();
+      expect(before).toHaveLength(4);
+      // A copy a crashed rebuild left behind.
+      await own.client.command({
+        query: byDay.replaceAll('{db}', db()).replaceAll('{table}', `${minutes}_rebuild_deadbeef`),
+      });
+
+      const progress: string[] = [];
+      expect(await migrate(own, migrations, (line) => progress.push(line))).toEqual({ applied: [2], alreadyApplied: [1] });
+      expect(await tables()).toEqual([{ name: minutes, partition_key: 'toYYYYMMDD(minute)' }]);
+      expect(await contents()).toEqual(before);
+      expect(await query(`SELECT ms FROM ${db()}.${minutes} FINAL ORDER BY id, minute`)).toEqual([{ ms: 0 }, { ms: 2000 }, { ms: 3000 }]);
+      expect(progress).toEqual([
+        expect.stringMatching(new RegExp(`^rebuilding ${db()}\\.${minutes} \\(4 rows\\) partitioned by toYYYYMMDD\\(minute\\)$`)),
+        expect.stringMatching(new RegExp(`^rebuilt ${db()}\\.${minutes} in \\d+\\.\\d s$`)),
+      ]);
+      expect(await migrate(own, migrations)).toEqual({ applied: [], alreadyApplied: [1, 2] });
+    });
+
+    it('finishes a rebuild that was done but not recorded without copying again', async () => {
+      // As after a crash between the swap and the record: the table is rebuilt, the record missing.
+      await own.client.command({ query: `ALTER TABLE ${db()}.schema_migrations DELETE WHERE version = 2 SETTINGS mutations_sync = 2` });
+      const before = await contents();
+      const progress: string[] = [];
+      expect(await migrate(own, [created, rebuilt], (line) => progress.push(line))).toEqual({ applied: [2], alreadyApplied: [1] });
+      expect(progress).toEqual([]);
+      expect(await contents()).toEqual(before);
+      expect(await tables()).toEqual([{ name: minutes, partition_key: 'toYYYYMMDD(minute)' }]);
+    });
+
+    it('two processes rebuilding at once leave one complete table', async () => {
+      const other: Warehouse = { ...warehouse, database: uniqueName('wh_race') };
+      await other.client.command({ query: `CREATE DATABASE ${other.database}` });
+      try {
+        await migrate(other, [created]);
+        await other.client.command({
+          query: `INSERT INTO ${other.database}.${minutes} SELECT toString(number % 97), toDateTime('2026-10-01 00:00:00', 'UTC') + toIntervalMinute(number * 7), number % 60000, 1 FROM numbers(20000)`,
+        });
+        const before = await contents(other.database);
+        const outcomes = await Promise.allSettled([migrate(other, [created, rebuilt]), migrate(other, [created, rebuilt])]);
+        expect(outcomes.filter((o) => o.status === 'fulfilled').length).toBeGreaterThan(0);
+        // One that lost the race may have stopped with an error (its copy dropped under it); its
+        // restart finds the migration recorded.
+        expect((await migrate(other, [created, rebuilt])).applied).toEqual([]);
+        expect(await tables(other.database)).toEqual([{ name: minutes, partition_key: 'toYYYYMMDD(minute)' }]);
+        expect(await contents(other.database)).toEqual(before);
+      } finally {
+        await other.client.command({ query: `DROP DATABASE IF EXISTS ${other.database}` });
+      }
+    });
   });
 });

@@ -33,7 +33,7 @@ export async function startProcessor(config: ProcessorConfig, logger: Logger, ho
     database: config.CLICKHOUSE_DATABASE,
     dataDir: config.CLICKHOUSE_DATA_DIR,
   });
-  const migrations = await migrate(warehouse);
+  const migrations = await migrate(warehouse, undefined, (message) => log.info('migrating', { step: message }));
   log.info('clickhouse ready', { mode: warehouse.mode, location: warehouse.location, database: warehouse.database, applied: migrations.applied });
 
   const metrics = new MetricsRegistry().withProcessMetrics('dwell_processor');

@@ -137,7 +137,7 @@ export async function runReplay(options: ReplayOptions, io: CommandIO): Promise<
       }
       throw error;
     }
-    if (options.intoShadow && source.warehouse !== undefined) await migrate(source.warehouse);
+    if (options.intoShadow && source.warehouse !== undefined) await migrate(source.warehouse, undefined, note);
     const before = await processedPositions(source.read, source.database, topic);
 
     const total = plan.partitions.reduce((sum, p) => sum + Number(p.high - p.start), 0);
