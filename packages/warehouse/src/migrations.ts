@@ -20,7 +20,7 @@ export interface Migration {
  * leaves the old table in place and a copy that the next run drops; a finished rebuild is
  * recognised by its partition key, so running it again does nothing. Writes that land in the old
  * table while it is copied are not carried over: stop whatever writes the table first
- * (docs/operations.md, "Upgrading").
+ * (docs/deployment.md, "Upgrades").
  */
 export interface TableRebuild {
   readonly table: string;
