@@ -74,10 +74,15 @@ function filters(query: BillingQuery, time: string): { where: string; params: Re
 
 /**
  * The billing report, correct before ClickHouse merges (FINAL collapses every key to its latest
- * version at read time). Rows sorted by key.
+ * version at read time). Rows sorted by key. Two queries run side by side, one per table; the
+ * `billing_by_<dimension>` views (migration 6) give SQL the same figures in one statement, a
+ * little slower (BENCHMARKS.md, "The billing views").
  */
 export async function billingReport(client: ClickHouseClient, database: string, query: BillingQuery): Promise<BillingRow[]> {
   if (!(query.toMs > query.fromMs)) throw new RangeError('the report period is empty: --to must be after --from');
+  if (!BILLING_DIMENSIONS.includes(query.by)) throw new RangeError(`by must be one of ${BILLING_DIMENSIONS.join(', ')}`);
+  for (const field of ['ad', 'campaign', 'site', 'user'] as const)
+    if (query[field] === '') throw new RangeError(`the ${field} filter is empty: leave it out to report every ${field}`);
   // Minutes: exact billed time per period (an impression spanning midnight splits across days).
   const minuteTime = 'toDateTime64(minute, 3)';
   const minuteFilter = filters(query, minuteTime);

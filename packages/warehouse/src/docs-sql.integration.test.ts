@@ -64,18 +64,21 @@ afterAll(async () => {
 describe('SQL in the docs', () => {
   it('docs/billing.md: every statement runs, and viewability per ad counts as described', async () => {
     const statements = docStatements('billing.md');
-    expect(statements.length).toBeGreaterThanOrEqual(3);
+    expect(statements.length).toBeGreaterThanOrEqual(4);
     const answers = [];
     for (const statement of statements) answers.push(await rows(statement));
+    // The billing view by campaign: 3 s billed; 3 impressions, 2 of them measurable and unflagged,
+    // 1 viewable.
+    expect(answers[0]).toEqual([{ campaign: 'c', billable_seconds: 3, impressions: 3, viewability_rate: 0.5, avg_time_in_view_ms: 3000 }]);
     // Billed seconds per campaign and day, for one site.
-    expect(answers[0]).toEqual([{ campaign_id: 'c', day: '2026-11-10', billable_seconds: 3 }]);
+    expect(answers[1]).toEqual([{ campaign_id: 'c', day: '2026-11-10', billable_seconds: 3 }]);
     // Viewability per ad, flagged traffic excluded: ad-1 has 2 measurable, 1 viewable of 3 s.
-    const ad1 = answers[1]?.find((r) => r['ad_id'] === 'ad-1');
+    const ad1 = answers[2]?.find((r) => r['ad_id'] === 'ad-1');
     expect(ad1).toMatchObject({ measurable: 2, viewable: 1, viewability_rate: 0.5, avg_time_in_view_ms: 3000 });
-    const ad2 = answers[1]?.find((r) => r['ad_id'] === 'ad-2');
+    const ad2 = answers[2]?.find((r) => r['ad_id'] === 'ad-2');
     expect(ad2).toMatchObject({ measurable: 0, viewable: 0 });
     // What the flags withheld.
-    expect(answers[2]).toEqual([{ flag: 'givt_user_agent', impressions: 1, seconds_withheld: 0 }]);
+    expect(answers[3]).toEqual([{ flag: 'givt_user_agent', impressions: 1, seconds_withheld: 0 }]);
   });
 
   it('docs/audit.md: every statement runs, and the comparison finds what differs or was never billed', async () => {
