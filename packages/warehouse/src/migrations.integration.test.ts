@@ -149,5 +149,23 @@ describe('migrations', () => {
         await other.client.command({ query: `DROP DATABASE IF EXISTS ${other.database}` });
       }
     });
+
+    it('says what to do where the database cannot swap tables, and leaves the table as it was', async () => {
+      const other: Warehouse = { ...warehouse, database: uniqueName('wh_ordinary') };
+      await other.client.command({ query: `CREATE DATABASE ${other.database} ENGINE = Ordinary`, clickhouse_settings: { allow_deprecated_database_ordinary: 1 } });
+      try {
+        await migrate(other, [created]);
+        await other.client.command({ query: `INSERT INTO ${other.database}.${minutes} VALUES ('a', '2026-11-10 10:00:00', 1000, 1)` });
+        const before = await contents(other.database);
+        await expect(migrate(other, [created, rebuilt])).rejects.toThrow(
+          new RegExp(`cannot rebuild ${other.database}\\.${minutes}: ClickHouse swaps tables only in Atomic databases.*ENGINE = Atomic`),
+        );
+        expect(await tables(other.database)).toEqual([{ name: minutes, partition_key: 'toYYYYMM(minute)' }]);
+        expect(await contents(other.database)).toEqual(before);
+      } finally {
+        await other.client.command({ query: `DROP DATABASE IF EXISTS ${other.database}` });
+      }
+    });
   });
 });
+

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { errorMessage } from '@dwell/runtime';
 import type { Warehouse } from './client.js';
 
 /**
@@ -436,7 +437,18 @@ async function rebuildTable(warehouse: Warehouse, rebuild: TableRebuild, onProgr
     });
     // Another process may have finished the same rebuild meanwhile: then its table stays.
     if ((await partitionKey()) !== rebuild.partitionKey) {
-      await client.command({ query: `EXCHANGE TABLES ${db}.${rebuild.table} AND ${db}.${copy}` });
+      try {
+        await client.command({ query: `EXCHANGE TABLES ${db}.${rebuild.table} AND ${db}.${copy}` });
+      } catch (error) {
+        await client.command({ query: `DROP TABLE IF EXISTS ${db}.${copy} SYNC` }).catch(() => undefined);
+        if (/only in Atomic databases/i.test(errorMessage(error)))
+          throw new MigrationError(
+            `cannot rebuild ${db}.${rebuild.table}: ClickHouse swaps tables only in Atomic databases, and ${db} is not one. ` +
+              `Convert it (ClickHouse's convert_ordinary_to_atomic flag) or create ${db} anew with ENGINE = Atomic, the default since ClickHouse 20.10, then start the processor again`,
+            { cause: error },
+          );
+        throw error;
+      }
     }
     onProgress(`rebuilt ${db}.${rebuild.table} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   }
