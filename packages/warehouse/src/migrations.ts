@@ -426,7 +426,9 @@ async function rebuildTable(warehouse: Warehouse, rebuild: TableRebuild, onProgr
     const copy = `${rebuild.table}${REBUILD_SUFFIX}${randomBytes(4).toString('hex')}`;
     const rows = await client.query({ query: `SELECT count() AS n FROM ${db}.${rebuild.table}`, format: 'JSONEachRow' });
     const count = Number((await rows.json<{ n: string }>())[0]?.n ?? 0);
-    onProgress(`rebuilding ${db}.${rebuild.table} (${count.toLocaleString('en-US')} rows) partitioned by ${rebuild.partitionKey}`);
+    // A new install rebuilds an empty table: nothing worth a line.
+    const report = count > 0 ? onProgress : () => {};
+    report(`rebuilding ${db}.${rebuild.table} (${count.toLocaleString('en-US')} rows) partitioned by ${rebuild.partitionKey}`);
     const started = Date.now();
     await client.command({ query: rebuild.create.replaceAll('{db}', db).replaceAll('{table}', copy) });
     // Every row as it is, superseded versions included (nothing collapsed on insert, no block
@@ -450,7 +452,7 @@ async function rebuildTable(warehouse: Warehouse, rebuild: TableRebuild, onProgr
         throw error;
       }
     }
-    onProgress(`rebuilt ${db}.${rebuild.table} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    report(`rebuilt ${db}.${rebuild.table} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   }
   // The old table, and copies left by a crash or by a process that lost the race.
   const leftovers = await client.query({
