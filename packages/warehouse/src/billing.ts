@@ -54,15 +54,18 @@ const KEY_SQL: Record<BillingDimension, (time: string) => string> = {
   hour: (time) => `formatDateTime(toStartOfHour(${time}), '%Y-%m-%dT%H:00:00Z')`,
 };
 
+/** The filters a report may narrow to, and the column each reads. */
+const FILTER_COLUMNS = [
+  ['ad', 'ad_id'],
+  ['campaign', 'campaign_id'],
+  ['site', 'site_id'],
+  ['user', 'user_id'],
+] as const;
+
 function filters(query: BillingQuery, time: string): { where: string; params: Record<string, unknown> } {
   const clauses = [`${time} >= fromUnixTimestamp64Milli({from:Int64}, 'UTC')`, `${time} < fromUnixTimestamp64Milli({to:Int64}, 'UTC')`];
   const params: Record<string, unknown> = { from: query.fromMs, to: query.toMs };
-  for (const [field, column] of [
-    ['ad', 'ad_id'],
-    ['campaign', 'campaign_id'],
-    ['site', 'site_id'],
-    ['user', 'user_id'],
-  ] as const) {
+  for (const [field, column] of FILTER_COLUMNS) {
     const value = query[field];
     if (value !== undefined) {
       clauses.push(`${column} = {${field}:String}`);
@@ -81,7 +84,7 @@ function filters(query: BillingQuery, time: string): { where: string; params: Re
 export async function billingReport(client: ClickHouseClient, database: string, query: BillingQuery): Promise<BillingRow[]> {
   if (!(query.toMs > query.fromMs)) throw new RangeError('the report period is empty: --to must be after --from');
   if (!BILLING_DIMENSIONS.includes(query.by)) throw new RangeError(`by must be one of ${BILLING_DIMENSIONS.join(', ')}`);
-  for (const field of ['ad', 'campaign', 'site', 'user'] as const)
+  for (const [field] of FILTER_COLUMNS)
     if (query[field] === '') throw new RangeError(`the ${field} filter is empty: leave it out to report every ${field}`);
   // Minutes: exact billed time per period (an impression spanning midnight splits across days).
   const minuteTime = 'toDateTime64(minute, 3)';
