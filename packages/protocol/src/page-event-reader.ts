@@ -38,6 +38,16 @@ const TWO_53 = 9007199254740992;
 const NO_REASONS: readonly NotViewableReason[] = Object.freeze([]);
 const EMPTY = Buffer.alloc(0);
 
+/**
+ * Node's UTF-8 decoder for a range of a Buffer, called directly: `toString('utf8', start, end)`
+ * reaches the same native function after normalising its arguments and looking the encoding up,
+ * which costs as much again for the short strings of a record. Every Node Buffer has it (avsc reads
+ * strings with it too); the types do not declare it.
+ */
+interface Utf8Slicing {
+  utf8Slice(start: number, end: number): string;
+}
+
 /** Thrown inside a read to stop it: never escapes, the caller's fallback says what is wrong. */
 const UNREADABLE = new Error('not readable by the one-pass PageEvent reader');
 
@@ -215,7 +225,7 @@ export class PageEventReader {
     const end = start + length;
     if (length < 0 || end > this.buf.length) throw UNREADABLE;
     this.pos = end;
-    return this.buf.toString('utf8', start, end);
+    return (this.buf as Buffer & Utf8Slicing).utf8Slice(start, end);
   }
 }
 
