@@ -51,7 +51,7 @@ await migrate(jsonDb);
 class JsonRows {
   lines = [];
   impression(r, final, version) {
-    this.lines.push(JSON.stringify([r.site_id, r.page_view_id, r.impression_id, r.user_id, r.ad_id, r.campaign_id, r.media, r.width, r.height, r.measurable, r.viewable, r.billable, r.viewable_ms, r.credited_ms, r.longest_run_ms, r.flags, r.first_server_ms, r.last_server_ms, final, r.rules_version, version]));
+    this.lines.push(JSON.stringify([r.site_id, r.page_view_id, r.impression_id, r.user_id, r.ad_id, r.campaign_id, r.media, r.width, r.height, r.measurable, r.viewable, r.billable, r.viewable_ms, r.credited_ms, r.longest_run_ms, r.flags, r.first_server_ms, r.last_server_ms, final, false, r.rules_version, version]));
   }
   minute(r, version) {
     this.lines.push(JSON.stringify([r.site_id, r.page_view_id, r.impression_id, Math.floor(r.minute_start_ms / 1000), r.user_id, r.ad_id, r.campaign_id, r.viewable_ms, r.rules_version, version]));

@@ -8,16 +8,16 @@ let opened: TestWarehouse;
 let warehouse: Warehouse;
 
 // Rows as the processor leaves them before ClickHouse merges: superseded versions beside the
-// latest, a retracted minute, a flagged impression, rows outside the period. Every figure below
-// is worked out by hand from the latest versions.
+// latest, a retracted minute, a retracted impression, a flagged impression, rows outside the
+// period. Every figure below is worked out by hand from the latest versions.
 beforeAll(async () => {
   opened = await openTestWarehouse('billing');
   warehouse = opened.warehouse;
   await migrate(warehouse);
   const db = warehouse.database;
   for (const table of ['impressions', 'exposure_minutes']) await warehouse.client.command({ query: `SYSTEM STOP MERGES ${db}.${table}` });
-  const impression = (id: string, user: string, ad: string, campaign: string, bits: string, viewableMs: number, creditedMs: number, flags: string, first: string, version: number) =>
-    `('site-1', 'pv-${id}', '${id}', '${user}', '${ad}', '${campaign}', 'display', 300, 250, ${bits}, ${viewableMs}, ${creditedMs}, ${creditedMs}, ${flags}, '${first}', '${first}', 0, 1, ${version})`;
+  const impression = (id: string, user: string, ad: string, campaign: string, bits: string, viewableMs: number, creditedMs: number, flags: string, first: string, version: number, retracted = 0) =>
+    `('site-1', 'pv-${id}', '${id}', '${user}', '${ad}', '${campaign}', 'display', 300, 250, ${bits}, ${viewableMs}, ${creditedMs}, ${creditedMs}, ${flags}, '${first}', '${first}', 0, 1, ${version}, ${retracted})`;
   const minute = (id: string, user: string, ad: string, campaign: string, at: string, ms: number, version: number) =>
     `('site-1', 'pv-${id}', '${id}', '${at}', '${user}', '${ad}', '${campaign}', ${ms}, 1, ${version})`;
   for (const values of [
@@ -26,12 +26,16 @@ beforeAll(async () => {
       impression('i2', 'u2', 'ad-1', 'c1', '1, 0, 0', 0, 400, '[]', '2026-11-10 11:00:00.000', 1),
       impression('i3', 'u1', 'ad-2', 'c1', '1, 1, 1', 7000, 7000, '[]', '2026-11-10 10:30:00.000', 1),
       impression('i5', 'u1', 'ad-1', 'c1', '1, 1, 1', 800, 800, '[]', '2026-11-09 23:59:30.000', 1),
+      impression('i6', 'u2', 'ad-1', 'c1', '1, 1, 1', 1200, 1200, '[]', '2026-11-10 12:00:00.000', 1),
     ],
     [
       // Later versions: i1 billed more, i3 flagged (bills 0, credited time kept), i4 a new one.
       impression('i1', 'u1', 'ad-1', 'c1', '1, 1, 1', 2500, 2500, '[]', '2026-11-10 10:00:00.500', 2),
       impression('i3', 'u1', 'ad-2', 'c1', '1, 1, 0', 0, 7000, "['implausible_timing']", '2026-11-10 10:30:00.000', 2),
       impression('i4', 'u3', 'ad-2', 'c2', '1, 1, 1', 65000, 65000, '[]', '2026-11-11 00:10:00.000', 2),
+      // i6 retracted: a conflicting copy of an event, now the kept one, does not list it. Its page
+      // view is flagged; the zeroed row carries the flag, and is no impression at all.
+      impression('i6', 'u2', 'ad-1', 'c1', '0, 0, 0', 0, 0, "['conflicting_duplicate']", '2026-11-10 12:00:00.000', 2, 1),
     ],
   ])
     await warehouse.client.command({ query: `INSERT INTO ${db}.impressions VALUES ${values.join(', ')}` });
@@ -40,11 +44,13 @@ beforeAll(async () => {
       minute('i1', 'u1', 'ad-1', 'c1', '2026-11-10 10:00:00', 1000, 1),
       minute('i3', 'u1', 'ad-2', 'c1', '2026-11-10 10:30:00', 7000, 1),
       minute('i5', 'u1', 'ad-1', 'c1', '2026-11-09 23:59:00', 800, 1),
+      minute('i6', 'u2', 'ad-1', 'c1', '2026-11-10 12:00:00', 1200, 1),
     ],
     [
       minute('i1', 'u1', 'ad-1', 'c1', '2026-11-10 10:00:00', 1500, 2),
       minute('i1', 'u1', 'ad-1', 'c1', '2026-11-10 10:01:00', 1000, 2),
       minute('i3', 'u1', 'ad-2', 'c1', '2026-11-10 10:30:00', 0, 2),
+      minute('i6', 'u2', 'ad-1', 'c1', '2026-11-10 12:00:00', 0, 2),
       minute('i4', 'u3', 'ad-2', 'c2', '2026-11-11 00:10:00', 60000, 2),
       minute('i4', 'u3', 'ad-2', 'c2', '2026-11-11 00:11:00', 5000, 2),
     ],

@@ -30,7 +30,7 @@ export interface BillingRow {
   /** Billed viewable ms whose wall-clock minute lies in [from, to). */
   readonly billable_ms: number;
   readonly billable_seconds: number;
-  /** Impressions that started in [from, to), flagged ones included. */
+  /** Impressions that started in [from, to), flagged ones included; a row retracting an impression (ImpressionRow.retracted) is none. */
   readonly impressions: number;
   readonly flagged_impressions: number;
   readonly measurable_impressions: number;
@@ -77,7 +77,9 @@ function filters(query: BillingQuery, time: string): { where: string; params: Re
 
 /**
  * The billing report, correct before ClickHouse merges (FINAL collapses every key to its latest
- * version at read time). Rows sorted by key. Two queries run side by side, one per table; the
+ * version at read time; the conditions apply to that version). Retractions, whose existence
+ * depends on when the processor wrote rather than on the log, are left out: 0 ms minute rows and
+ * `retracted` impression rows, so a key with nothing else in the period is no line. Rows sorted by key. Two queries run side by side, one per table; the
  * `billing_by_<dimension>` views (migration 6) give SQL the same figures in one statement, a
  * little slower (BENCHMARKS.md, "The billing views").
  */
@@ -92,7 +94,7 @@ export async function billingReport(client: ClickHouseClient, database: string, 
   const minutes = client.query({
     query: `SELECT ${KEY_SQL[query.by](minuteTime)} AS key, sum(viewable_ms) AS billable_ms
             FROM ${database}.exposure_minutes FINAL
-            WHERE ${minuteFilter.where}
+            WHERE ${minuteFilter.where} AND viewable_ms > 0
             GROUP BY key`,
     query_params: minuteFilter.params,
     format: 'JSONEachRow',
@@ -118,7 +120,7 @@ export async function billingReport(client: ClickHouseClient, database: string, 
               countIf(viewable) AS viewable_incl_flagged,
               sumIf(credited_ms, viewable) AS viewable_ms_incl_flagged
             FROM ${database}.impressions FINAL
-            WHERE ${impressionFilter.where}
+            WHERE ${impressionFilter.where} AND NOT retracted
             GROUP BY key`,
     query_params: impressionFilter.params,
     format: 'JSONEachRow',

@@ -45,10 +45,12 @@ beforeAll(async () => {
   const db = warehouse.database;
   const command = (query: string): Promise<unknown> => warehouse.client.command({ query });
   // ad-1: two measurable impressions, one of them billable for 3 s; ad-2: one flagged.
+  // Then the version, and whether the row is a retraction (i4: one, which no figure counts).
   await command(`INSERT INTO ${db}.impressions VALUES
-    (${impression('i1', 'ad-1', { measurable: 1, billable: 1, viewable_ms: 3000 })}, 1),
-    (${impression('i2', 'ad-1', { measurable: 1, billable: 0, viewable_ms: 0 })}, 1),
-    (${impression('i3', 'ad-2', { measurable: 1, billable: 0, viewable_ms: 0, flags: ['givt_user_agent'] })}, 1)`);
+    (${impression('i1', 'ad-1', { measurable: 1, billable: 1, viewable_ms: 3000 })}, 1, 0),
+    (${impression('i2', 'ad-1', { measurable: 1, billable: 0, viewable_ms: 0 })}, 1, 0),
+    (${impression('i3', 'ad-2', { measurable: 1, billable: 0, viewable_ms: 0, flags: ['givt_user_agent'] })}, 1, 0),
+    (${impression('i4', 'ad-2', { measurable: 0, billable: 0, viewable_ms: 0, flags: ['conflicting_duplicate'] })}, 1, 1)`);
   await command(`INSERT INTO ${db}.exposure_minutes VALUES ('my-site', 'pv-i1', 'i1', '2026-11-10 10:00:00', 'u', 'ad-1', 'c', 3000, 1, 1)`);
   // The replay recomputed i1 as billed, i2 with 500 ms where 0 were billed, and i8 and i9, which
   // were not billed at all (i8 with nothing in view: only its missing row tells it apart).

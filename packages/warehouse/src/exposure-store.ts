@@ -30,6 +30,11 @@ export interface ImpressionRow {
   readonly final: boolean;
   readonly rules_version: number;
   readonly version: number;
+  /**
+   * A zeroed row overwriting an impression the page view no longer has (PageViewReport's
+   * `retracted_impressions`); reports leave it out. Absent: false.
+   */
+  readonly retracted?: boolean;
 }
 
 /** A row of `exposure_minutes`. `minute_start_ms` is a whole minute, Unix ms. */
@@ -92,6 +97,7 @@ const IMPRESSION_SPEC = [
   ['first_server_ms', 'Int64', 'DateTime64(3)'],
   ['last_server_ms', 'Int64', 'DateTime64(3)'],
   ['final', 'UInt8'],
+  ['retracted', 'UInt8'],
   ['rules_version', 'UInt16'],
   ['version', 'UInt64'],
 ] as const satisfies readonly (readonly [keyof ImpressionRow, RowBinaryType, string?])[];
@@ -163,8 +169,8 @@ export class RowsEncoder {
     return this.count;
   }
 
-  /** An impression row; `final` and `version` apart, so a computed result needs no copy first. */
-  impression(r: Omit<ImpressionRow, 'final' | 'version'>, final: boolean, version: number): void {
+  /** An impression row; `final`, `version` and `retracted` apart, so a computed result needs no copy first. */
+  impression(r: Omit<ImpressionRow, 'final' | 'version' | 'retracted'>, final: boolean, version: number, retracted = false): void {
     const out = this.out;
     out.string(r.site_id);
     out.string(r.page_view_id);
@@ -185,6 +191,7 @@ export class RowsEncoder {
     out.int64(r.first_server_ms);
     out.int64(r.last_server_ms);
     out.bool(final);
+    out.bool(retracted);
     out.uint16(r.rules_version);
     out.uint64(version);
     this.count++;

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Warehouse } from './client.js';
-import { MigrationError, migrate, type Migration } from './migrations.js';
+import { MIGRATIONS, MigrationError, migrate, type Migration } from './migrations.js';
+import { billingReport } from './billing.js';
 import { openTestWarehouse, uniqueName, type TestWarehouse } from '../../../test/support.js';
 
 let opened: TestWarehouse;
@@ -63,6 +64,34 @@ describe('migrations', () => {
       expect(await keys.json()).toEqual([{ name: 'exposure_minutes', partition_key: 'toYYYYMMDD(minute)' }]);
     } finally {
       await fresh.client.command({ query: `DROP DATABASE IF EXISTS ${fresh.database}` });
+    }
+  });
+
+  it('marks retraction rows from migration 7 on: rows written before read as not retracted', async () => {
+    const upgraded: Warehouse = { ...warehouse, database: uniqueName('wh_upgrade') };
+    const db = upgraded.database;
+    await upgraded.client.command({ query: `CREATE DATABASE ${db}` });
+    try {
+      expect((await migrate(upgraded, MIGRATIONS.filter((m) => m.version <= 6))).applied).toEqual([1, 2, 3, 4, 5, 6]);
+      // An impression as a processor of the older version wrote it: without the column.
+      await upgraded.client.command({
+        query: `INSERT INTO ${db}.impressions (site_id, page_view_id, impression_id, user_id, ad_id, campaign_id, media, width, height,
+                  measurable, viewable, billable, viewable_ms, credited_ms, longest_run_ms, flags, first_server_ms, last_server_ms, final, rules_version, version)
+                VALUES ('s', 'pv', 'i', 'u', 'ad-1', 'c', 'display', 300, 250, 1, 1, 1, 1500, 1500, 1500, [], '2026-11-10 10:00:00', '2026-11-10 10:00:02', 1, 1, 7)`,
+      });
+      expect((await migrate(upgraded)).applied).toEqual([7]);
+      const rows = await (await upgraded.client.query({ query: `SELECT impression_id, retracted FROM ${db}.impressions FINAL`, format: 'JSONEachRow' })).json();
+      expect(rows).toEqual([{ impression_id: 'i', retracted: 0 }]);
+      const period = { fromMs: Date.parse('2026-11-10T00:00:00Z'), toMs: Date.parse('2026-11-11T00:00:00Z') };
+      expect((await billingReport(upgraded.client, db, { ...period, by: 'ad' })).map((r) => [r.key, r.impressions, r.viewable_impressions])).toEqual([['ad-1', 1, 1]]);
+      // The views read the column too.
+      const view = await upgraded.client.query({
+        query: `SELECT key, impressions FROM ${db}.billing_by_ad(from = '2026-11-10 00:00:00', to = '2026-11-11 00:00:00', ad = '', campaign = '', site = '', user = '')`,
+        format: 'JSONEachRow',
+      });
+      expect((await view.json<{ key: string; impressions: string | number }>()).map((r) => [r.key, Number(r.impressions)])).toEqual([['ad-1', 1]]);
+    } finally {
+      await upgraded.client.command({ query: `DROP DATABASE IF EXISTS ${db}` });
     }
   });
 

@@ -105,7 +105,7 @@ describe('RowsEncoder', () => {
     expect(taken.rows).toBe(1);
     expect(readRowBinary(taken.body, IMPRESSION_TYPES)).toEqual([
       ['site-1', 'pv-ü', 'imp-1', 'user-1', 'ad-1', 'campaign-1', 'display', 300, 250, 1, 1, 0, 0, 2500, 1500,
-        ['clock_regression', 'givt_user_agent'], 1_764_000_000_123, 1_764_000_002_623, 1, 1, 4_000_000_000_017],
+        ['clock_regression', 'givt_user_agent'], 1_764_000_000_123, 1_764_000_002_623, 1, 0, 1, 4_000_000_000_017],
     ]);
     expect(readRowBinary(minutes.finish().body, MINUTE_TYPES)).toEqual([
       ['site-1', 'pv-ü', 'imp-1', 1_764_000_060, 'user-1', 'ad-1', 'campaign-1', 1500, 1, 42],

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PartitionExposure } from '@dwell/exposure';
 import type { PageEvent } from '@dwell/protocol';
-import { IMPRESSION_TYPES, MINUTE_TYPES, readRowBinary, RowsEncoder, type RowBinaryType } from '@dwell/warehouse';
+import { IMPRESSION_COLUMNS, IMPRESSION_TYPES, MINUTE_TYPES, readRowBinary, RowsEncoder, type RowBinaryType } from '@dwell/warehouse';
 import { prng, workload } from '../../../test/workload.js';
 import { RowsSink, WriteTrust } from './rows.js';
 
@@ -186,5 +186,37 @@ describe('writing only the rows that changed', () => {
     const log = troubledLog(5);
     const { changed, full } = run(log, 9, Math.floor(log.length / 2));
     expect(changed.minutes.values()).toEqual(full.minutes.values());
+  });
+});
+
+describe('RowsSink', () => {
+  it('marks the rows that retract an impression, and only those', () => {
+    const log = troubledLog(6);
+    const core = new PartitionExposure();
+    const twin = new PartitionExposure();
+    const retractedAt = IMPRESSION_COLUMNS.indexOf('retracted');
+    const keyOf = (pageView: unknown, impression: unknown): string => JSON.stringify([pageView, impression]);
+    let marked = 0;
+    const take = (): void => {
+      // The twin's reports name the retracted impressions apart.
+      const expected: string[] = [];
+      const { closed, changed } = twin.takeChanges();
+      for (const report of [...closed, ...changed])
+        for (const r of report.retracted_impressions) expected.push(keyOf(r.page_view_id, r.impression_id));
+      const impressions = new RowsEncoder();
+      core.writeChanges(new RowsSink(impressions, new RowsEncoder()), false);
+      const rows = readRowBinary(impressions.finish().body, IMPRESSION_TYPES);
+      const flagged = rows.filter((row) => row[retractedAt] === 1).map((row) => keyOf(row[1], row[2]));
+      expect(flagged).toEqual(expected);
+      expect(rows.every((row) => row[retractedAt] === 0 || row[retractedAt] === 1)).toBe(true);
+      marked += flagged.length;
+    };
+    log.forEach((event, offset) => {
+      core.apply(event);
+      twin.apply(event);
+      if (offset % 5 === 0) take();
+    });
+    take();
+    expect(marked).toBeGreaterThan(0);
   });
 });

@@ -22,8 +22,8 @@ export class RowsSink implements ReportSink {
     this.final = final;
   }
 
-  impression(row: ImpressionResult): void {
-    this.impressions.impression(row, this.final, this.version);
+  impression(row: ImpressionResult, retracted: boolean): void {
+    this.impressions.impression(row, this.final, this.version, retracted);
   }
 
   minute(row: MinuteBucketRow): void {

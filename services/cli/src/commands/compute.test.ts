@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { eventContentHash } from '@dwell/exposure';
 import { compute } from './compute.js';
 
 const BASE = 1_800_000_000_000;
@@ -69,6 +70,25 @@ describe('dwell compute', () => {
       [3, 'missing_field'],
     ]);
     expect(report.impressions.map((r) => r.viewable_ms)).toEqual([1000]);
+  });
+
+  it('lists no impression that a kept conflicting copy took away, wherever its rows were taken', async () => {
+    const keep = { impression_id: 'keep', ad_id: 'ad-1', campaign_id: 'c-1', width: 300, height: 250, media: 'display', visible_px: 75_000, total_px: 75_000, playing: false, reasons: [] };
+    const gone = { ...keep, impression_id: 'gone' };
+    const at = (seq: number, impressions: unknown[], tWall = BASE + seq * 1000): Record<string, unknown> => ({
+      page_view_id: 'r', seq, kind: 'tick', t_mono_ms: seq * 1000, t_wall_ms: tWall,
+      page: { visible: true, focused: true, foreground: true }, impressions, recv_ms: BASE + seq * 1000, user_id: 'u-1', site_id: 's-1',
+    });
+    const original = at(2, [keep, gone]);
+    // The copy without `gone` is kept: its content hash is the smaller.
+    let copy = at(2, [keep]);
+    for (let nudge = 1; eventContentHash(copy as never) >= eventContentHash(original as never); nudge++) copy = at(2, [keep], BASE + 2000 + nudge);
+    // 10,000 other events between the two: results are taken every 10,000 events, so `gone`'s rows are taken before the copy arrives.
+    const others = Array.from({ length: 10_000 }, (_, i) => line(`f${i >> 1}`, (i & 1) + 1, (i & 1) * 1000, true, { recv_ms: BASE + 2000 }));
+    const lines = [JSON.stringify(at(1, [keep])), JSON.stringify(original), ...others, JSON.stringify({ ...copy, recv_ms: BASE + 2500 }), JSON.stringify(at(3, [keep]))];
+    const report = await compute(from(lines));
+    expect(report.outcomes['conflicting_duplicate']).toBe(1);
+    expect(report.impressions.filter((r) => r.page_view_id === 'r').map((r) => [r.impression_id, r.flags])).toEqual([['keep', ['conflicting_duplicate']]]);
   });
 
   it('flags a page view whose client time outruns what the server saw', async () => {

@@ -94,9 +94,10 @@ async function computeRecords(records: AsyncIterable<InputRecord>): Promise<Comp
     for (const partition of partitions.values()) {
       const changes = partition.takeChanges();
       for (const report of [...changes.closed, ...changes.changed]) {
-        for (const result of [...report.impressions, ...report.retracted_impressions]) {
-          latest.set(`${result.page_view_id}\u0000${result.impression_id}`, result);
-        }
+        // An impression a conflicting copy of an event took away is none, however early its
+        // rows were taken: the output depends on the events alone.
+        for (const gone of report.retracted_impressions) latest.delete(`${gone.page_view_id}\u0000${gone.impression_id}`);
+        for (const result of report.impressions) latest.set(`${result.page_view_id}\u0000${result.impression_id}`, result);
       }
     }
   };
