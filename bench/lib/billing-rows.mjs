@@ -18,6 +18,6 @@ export function impressionRowsSelect(rows, { superseded = false, version = 1, wh
   return `SELECT concat('site-', toString(number % 5)), concat('pv-', toString(intDiv(number, 2))), concat('pv-', toString(intDiv(number, 2)), '-', toString(number % 2)),
              concat('user-', toString(number % 100000)), concat('ad-', toString(number % 200)), concat('campaign-', toString(number % 20)),
              'display', 300, 250, ${values},
-             [], toDateTime64('2026-11-01 00:00:00', 3, 'UTC') + toIntervalSecond(number % 2592000), toDateTime64('2026-11-01 00:00:00', 3, 'UTC') + toIntervalSecond(number % 2592000), 1, 1, ${version}
+             [], toDateTime64('2026-11-01 00:00:00', 3, 'UTC') + toIntervalSecond(number % 2592000), toDateTime64('2026-11-01 00:00:00', 3, 'UTC') + toIntervalSecond(number % 2592000), 1, 1, ${version}, 0
       FROM numbers(${rows}) ${where}`;
 }
