@@ -1,4 +1,5 @@
 import type { ClickHouseClient } from '@clickhouse/client';
+import { WarehouseError } from './client.js';
 
 /** What a billing report groups by. */
 export const BILLING_DIMENSIONS = ['ad', 'campaign', 'site', 'user', 'day', 'hour'] as const;
@@ -127,7 +128,9 @@ export async function billingReport(client: ClickHouseClient, database: string, 
   });
   const [minuteRows, impressionRows] = await Promise.all([
     minutes.then((r) => r.json<Record<string, string | number>>()),
-    impressions.then((r) => r.json<Record<string, string | number>>()),
+    impressions.then((r) => r.json<Record<string, string | number>>(), (error: unknown) => {
+      throw olderSchema(error, database) ?? error;
+    }),
   ]);
   const byKey = new Map<string, { m?: Record<string, string | number>; i?: Record<string, string | number> }>();
   for (const row of minuteRows) byKey.set(String(row['key']), { m: row });
@@ -164,4 +167,18 @@ export async function billingReport(client: ClickHouseClient, database: string, 
         viewable_ms_incl_flagged: n(i, 'viewable_ms_incl_flagged'),
       };
     });
+}
+
+/**
+ * A report read from a database an older dwell made, where the impressions have no `retracted`
+ * column yet (a ClickHouse server whose processors still run the older version, or an embedded
+ * folder no processor of this version opened): what to do, instead of ClickHouse's unknown column.
+ */
+function olderSchema(error: unknown, database: string): WarehouseError | undefined {
+  const message = error instanceof Error ? error.message : String(error);
+  if (!/\bretracted\b/.test(message) || !/unknown|missing/i.test(message)) return undefined;
+  return new WarehouseError(
+    `${database}.impressions has no column retracted: this database was made by an older dwell. ` +
+      'Start a processor of this version once (it applies schema migration 7 before it consumes), then report again.',
+  );
 }

@@ -79,10 +79,14 @@ describe('migrations', () => {
                   measurable, viewable, billable, viewable_ms, credited_ms, longest_run_ms, flags, first_server_ms, last_server_ms, final, rules_version, version)
                 VALUES ('s', 'pv', 'i', 'u', 'ad-1', 'c', 'display', 300, 250, 1, 1, 1, 1500, 1500, 1500, [], '2026-11-10 10:00:00', '2026-11-10 10:00:02', 1, 1, 7)`,
       });
+      // Reports read a database an older dwell made only once it is migrated, and say so.
+      const period = { fromMs: Date.parse('2026-11-10T00:00:00Z'), toMs: Date.parse('2026-11-11T00:00:00Z') };
+      await expect(billingReport(upgraded.client, db, { ...period, by: 'ad' })).rejects.toThrow(
+        /has no column retracted: this database was made by an older dwell\. Start a processor of this version once/,
+      );
       expect((await migrate(upgraded)).applied).toEqual([7]);
       const rows = await (await upgraded.client.query({ query: `SELECT impression_id, retracted FROM ${db}.impressions FINAL`, format: 'JSONEachRow' })).json();
       expect(rows).toEqual([{ impression_id: 'i', retracted: 0 }]);
-      const period = { fromMs: Date.parse('2026-11-10T00:00:00Z'), toMs: Date.parse('2026-11-11T00:00:00Z') };
       expect((await billingReport(upgraded.client, db, { ...period, by: 'ad' })).map((r) => [r.key, r.impressions, r.viewable_impressions])).toEqual([['ad-1', 1, 1]]);
       // The views read the column too.
       const view = await upgraded.client.query({
