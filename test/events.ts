@@ -1,6 +1,6 @@
 /** Valid client events for tests. */
 import { randomUUID } from 'node:crypto';
-import type { ClientEvent } from '../packages/protocol/src/index.js';
+import type { ClientEvent, ImpressionState } from '../packages/protocol/src/index.js';
 
 /** `count` events of one page view with one display impression, seq 1…count, 1 s apart. */
 export function pageView(count: number, pageViewId: string = randomUUID()): ClientEvent[] {
@@ -11,19 +11,22 @@ export function pageView(count: number, pageViewId: string = randomUUID()): Clie
     t_mono_ms: i * 1000,
     t_wall_ms: 1_800_000_000_000 + i * 1000,
     page: { visible: true, focused: true, foreground: true },
-    impressions: [
-      {
-        impression_id: `${pageViewId}-1`,
-        ad_id: 'ad-1',
-        campaign_id: 'campaign-1',
-        width: 300,
-        height: 250,
-        media: 'display',
-        visible_px: 75_000,
-        total_px: 75_000,
-        playing: false,
-        reasons: [],
-      },
-    ],
+    impressions: [displayImpression(`${pageViewId}-1`)],
   }));
+}
+
+/** A 300×250 display impression of campaign-1, fully in view. */
+export function displayImpression(impressionId: string, adId = 'ad-1'): ImpressionState {
+  return {
+    impression_id: impressionId,
+    ad_id: adId,
+    campaign_id: 'campaign-1',
+    width: 300,
+    height: 250,
+    media: 'display',
+    visible_px: 75_000,
+    total_px: 75_000,
+    playing: false,
+    reasons: [],
+  };
 }

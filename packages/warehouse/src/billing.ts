@@ -80,8 +80,9 @@ function filters(query: BillingQuery, time: string): { where: string; params: Re
  * The billing report, correct before ClickHouse merges (FINAL collapses every key to its latest
  * version at read time; the conditions apply to that version). Retractions, whose existence
  * depends on when the processor wrote rather than on the log, are left out: 0 ms minute rows and
- * `retracted` impression rows, so a key with nothing else in the period is no line. Rows sorted by key. Two queries run side by side, one per table; the
- * `billing_by_<dimension>` views (migration 6) give SQL the same figures in one statement, a
+ * `retracted` impression rows, so a key with nothing else in the period is no line. Rows sorted by
+ * key. Two queries run side by side, one per table; the
+ * `billing_by_<dimension>` views (migrations 6 and 7) give SQL the same figures in one statement, a
  * little slower (BENCHMARKS.md, "The billing views").
  */
 export async function billingReport(client: ClickHouseClient, database: string, query: BillingQuery): Promise<BillingRow[]> {

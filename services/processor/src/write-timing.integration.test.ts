@@ -10,23 +10,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventContentHash, PartitionExposure } from '@dwell/exposure';
 import type { ImpressionState, PageEvent } from '@dwell/protocol';
 import { BILLING_DIMENSIONS, billingReport, ExposureStore, migrate, RowsEncoder, type Warehouse } from '@dwell/warehouse';
+import { displayImpression as impression } from '../../../test/events.js';
 import { openTestWarehouse, type TestWarehouse } from '../../../test/support.js';
 import { RowsSink } from './rows.js';
 
 const BASE = Date.parse('2026-11-20T10:00:00Z');
-
-const impression = (id: string, ad: string): ImpressionState => ({
-  impression_id: id,
-  ad_id: ad,
-  campaign_id: 'campaign-1',
-  width: 300,
-  height: 250,
-  media: 'display',
-  visible_px: 75_000,
-  total_px: 75_000,
-  playing: false,
-  reasons: [],
-});
 
 function event(pageView: string, seq: number, impressions: ImpressionState[], tWall = BASE + seq * 1000): PageEvent {
   return {
