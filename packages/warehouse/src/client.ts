@@ -25,7 +25,7 @@ export interface Warehouse {
   /** Human-readable location: the URL or the data folder. */
   readonly location: string;
   /**
-   * A second client for untrusted read-only queries (`/v1/sql`, `dwell sql`). ClickHouse enforces
+   * A second client for read-only queries (`/v1/sql`, `/v1/billing`, `dwell billing`, the audit). ClickHouse enforces
    * `readonly = 1` on it. In embedded mode a setting sticks to its chDB connection, so the read-only
    * client must never be the one the processor writes with.
    */

@@ -33,9 +33,13 @@ const rows = async (query: string): Promise<Array<Record<string, unknown>>> => {
 };
 
 /** An impression's values from site_id to rules_version (the columns both tables share). */
-const impression = (id: string, ad: string, values: { measurable: number; billable: number; viewable_ms: number; flags?: string[] }): string => {
+const impression = (
+  id: string,
+  ad: string,
+  values: { measurable: number; billable: number; viewable_ms: number; flags?: string[]; first?: string; last?: string },
+): string => {
   const flags = `[${(values.flags ?? []).map((f) => `'${f}'`).join(',')}]`;
-  return `'s', 'pv-${id}', '${id}', 'u', '${ad}', 'c', 'display', 300, 250, ${values.measurable}, ${values.billable}, ${values.billable}, ${values.viewable_ms}, ${values.viewable_ms}, ${values.viewable_ms}, ${flags}, '2026-11-10 10:00:00', '2026-11-10 10:01:00', 1, 1`;
+  return `'s', 'pv-${id}', '${id}', 'u', '${ad}', 'c', 'display', 300, 250, ${values.measurable}, ${values.billable}, ${values.billable}, ${values.viewable_ms}, ${values.viewable_ms}, ${values.viewable_ms}, ${flags}, '${values.first ?? '2026-11-10 10:00:00'}', '${values.last ?? '2026-11-10 10:01:00'}', 1, 1`;
 };
 
 beforeAll(async () => {
@@ -50,7 +54,13 @@ beforeAll(async () => {
     (${impression('i1', 'ad-1', { measurable: 1, billable: 1, viewable_ms: 3000 })}, 1, 0),
     (${impression('i2', 'ad-1', { measurable: 1, billable: 0, viewable_ms: 0 })}, 1, 0),
     (${impression('i3', 'ad-2', { measurable: 1, billable: 0, viewable_ms: 0, flags: ['givt_user_agent'] })}, 1, 0),
-    (${impression('i4', 'ad-2', { measurable: 0, billable: 0, viewable_ms: 0, flags: ['conflicting_duplicate'] })}, 1, 1)`);
+    (${impression('i4', 'ad-2', { measurable: 0, billable: 0, viewable_ms: 0, flags: ['conflicting_duplicate'] })}, 1, 1),
+    (${impression('i5', 'ad-1', { measurable: 1, billable: 1, viewable_ms: 2000, first: '2026-10-20 09:00:00', last: '2026-10-20 09:00:02' })}, 1, 0),
+    (${impression('i6', 'ad-1', { measurable: 1, billable: 1, viewable_ms: 1000, first: '2026-10-31 23:59:59', last: '2026-10-31 23:59:59' })}, 1, 0)`);
+  // Later versions: i5 ended before November in every version, i6 not in its latest one.
+  await command(`INSERT INTO ${db}.impressions VALUES
+    (${impression('i5', 'ad-1', { measurable: 1, billable: 1, viewable_ms: 2500, first: '2026-10-20 09:00:00', last: '2026-10-20 09:00:03' })}, 2, 0),
+    (${impression('i6', 'ad-1', { measurable: 1, billable: 1, viewable_ms: 2000, first: '2026-10-31 23:59:59', last: '2026-11-01 00:00:01' })}, 2, 0)`);
   await command(`INSERT INTO ${db}.exposure_minutes VALUES ('my-site', 'pv-i1', 'i1', '2026-11-10 10:00:00', 'u', 'ad-1', 'c', 3000, 1, 1)`);
   // The replay recomputed i1 as billed, i2 with 500 ms where 0 were billed, and i8 and i9, which
   // were not billed at all (i8 with nothing in view: only its missing row tells it apart).
@@ -67,8 +77,11 @@ describe('SQL in the docs', () => {
   it('docs/billing.md: every statement runs, and viewability per ad counts as described', async () => {
     const statements = docStatements('billing.md');
     expect(statements.length).toBeGreaterThanOrEqual(4);
-    const answers = [];
-    for (const statement of statements) answers.push(await rows(statement));
+    const answers: Array<Array<Record<string, unknown>>> = [];
+    for (const statement of statements) {
+      if (/^\s*(SELECT|WITH)\b/i.test(statement)) answers.push(await rows(statement));
+      else await warehouse.client.command({ query: statement });
+    }
     // The billing view by campaign: 3 s billed; 3 impressions, 2 of them measurable and unflagged,
     // 1 viewable.
     expect(answers[0]).toEqual([{ campaign: 'c', billable_seconds: 3, impressions: 3, viewability_rate: 0.5, avg_time_in_view_ms: 3000 }]);
@@ -81,6 +94,16 @@ describe('SQL in the docs', () => {
     expect(ad2).toMatchObject({ measurable: 0, viewable: 0 });
     // What the flags withheld.
     expect(answers[3]).toEqual([{ flag: 'givt_user_agent', impressions: 1, seconds_withheld: 0 }]);
+    // Retention: every version of the page views that ended before November is gone, and nothing else.
+    expect(statements.length).toBe(5);
+    const left = await rows(`SELECT page_view_id, count() AS versions FROM ${warehouse.database}.impressions GROUP BY page_view_id ORDER BY page_view_id`);
+    expect(left).toEqual([
+      { page_view_id: 'pv-i1', versions: 1 },
+      { page_view_id: 'pv-i2', versions: 1 },
+      { page_view_id: 'pv-i3', versions: 1 },
+      { page_view_id: 'pv-i4', versions: 1 },
+      { page_view_id: 'pv-i6', versions: 2 },
+    ]);
   });
 
   it('docs/audit.md: every statement runs, and the comparison finds what differs or was never billed', async () => {
