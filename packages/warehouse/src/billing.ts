@@ -1,4 +1,5 @@
 import type { ClickHouseClient } from '@clickhouse/client';
+import { errorMessage } from '@dwell/runtime';
 import { WarehouseError } from './client.js';
 
 /** What a billing report groups by. */
@@ -176,7 +177,7 @@ export async function billingReport(client: ClickHouseClient, database: string, 
  * folder no processor of this version opened): what to do, instead of ClickHouse's unknown column.
  */
 function olderSchema(error: unknown, database: string): WarehouseError | undefined {
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
   if (!/\bretracted\b/.test(message) || !/unknown|missing/i.test(message)) return undefined;
   return new WarehouseError(
     `${database}.impressions has no column retracted: this database was made by an older dwell. ` +

@@ -3,6 +3,7 @@ import { createInterface } from 'node:readline';
 import { PartitionExposure, type ImpressionResult } from '@dwell/exposure';
 import { validateClientEvent, type PageEvent, type Transport } from '@dwell/protocol';
 import { EXPORT_METADATA, isAvroContainer, openAvroEvents, type ExportPartition } from '../audit/avro-file.js';
+import { impressionKey } from '../audit/canonical.js';
 
 /**
  * `dwell compute`: recomputes exposure from a file of events with the same core the processor
@@ -96,8 +97,8 @@ async function computeRecords(records: AsyncIterable<InputRecord>): Promise<Comp
       for (const report of [...changes.closed, ...changes.changed]) {
         // An impression a conflicting copy of an event took away is none, however early its
         // rows were taken: the output depends on the events alone.
-        for (const gone of report.retracted_impressions) latest.delete(`${gone.page_view_id}\u0000${gone.impression_id}`);
-        for (const result of report.impressions) latest.set(`${result.page_view_id}\u0000${result.impression_id}`, result);
+        for (const gone of report.retracted_impressions) latest.delete(impressionKey(gone));
+        for (const result of report.impressions) latest.set(impressionKey(result), result);
       }
     }
   };
