@@ -85,3 +85,28 @@ export function weightedPercentiles(pairs, ps = [50, 90, 99, 100]) {
   }
   return out;
 }
+
+/**
+ * The least-squares slope of y over x for `[x, y, weight]` triples, each standing for `weight`
+ * samples; NaN with fewer than two distinct x.
+ */
+export function weightedSlope(triples) {
+  let w = 0;
+  let sx = 0;
+  let sy = 0;
+  for (const [x, y, weight] of triples) {
+    w += weight;
+    sx += weight * x;
+    sy += weight * y;
+  }
+  if (w === 0) return Number.NaN;
+  const mx = sx / w;
+  const my = sy / w;
+  let sxx = 0;
+  let sxy = 0;
+  for (const [x, y, weight] of triples) {
+    sxx += weight * (x - mx) * (x - mx);
+    sxy += weight * (x - mx) * (y - my);
+  }
+  return sxx === 0 ? Number.NaN : sxy / sxx;
+}

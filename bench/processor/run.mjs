@@ -2,15 +2,19 @@
 //   freshness only, at shares of a given rate: -- --events 2000 --fresh-rate 153000 --fresh-ladder 10,5,3,2 --fresh-seconds 20
 //   recovery only: -- --events 2000 --fresh-rate 1 --fresh-ladder none --recovery-rate 50000 --recovery-seconds 60 [--runs 3]
 //   billing latency only: -- --events 2000 --billing-only [--billing-rows 10000000]
-//   (the full run measures recovery at a quarter of the end-to-end rate; --no-recovery skips it)
+//   live maximum only, searched between R/3 and R: -- --events 2000 --fresh-rate R --live-max auto --fresh-ladder none --no-recovery --billing-rows 0
+//   (the full run searches the live maximum in --live-probes probes of --live-seconds 120 s each;
+//   --live-max N takes it as given; it measures recovery at a quarter of the end-to-end rate; --no-recovery skips it)
 //
 // 1. the pure exposure core on one core (packages/exposure/bench/core.mjs), against its naive
 //    reference model; and a worker thread's whole per-event work (read, apply, encode changed rows)
 //    while streaming, against the same work in catch-up (bench/processor/streaming-work.mjs);
 // 2. Kafka → ClickHouse end to end: a pre-filled topic consumed by the processor (decode, core,
 //    embedded ClickHouse writes, snapshots), against a bare KafkaJS consumer of the same topic;
-// 3. freshness: at half the measured end-to-end rate, the time from an event being sent to Kafka
-//    to the ClickHouse write that contains it;
+// 3. the live maximum: the highest rate of live traffic the processor sustains with the producer
+//    and the broker on the same cores (its backlog stops growing); then freshness at half of it
+//    (the target's half load), at a tenth, and at half the end-to-end rate: the time from an event
+//    being sent to Kafka to the ClickHouse write that contains it;
 // 4. recovery after an outage: a backlog of live traffic the processor drains, with write pacing
 //    (the default) against without it, in the same run;
 // 5. `dwell billing` latency (the processor's /v1/billing, what `dwell billing` calls) over 10 million
@@ -27,7 +31,7 @@ import { createKafka, createProducer, ensureTopics, startLocalKafka } from '@dwe
 import { createLogger } from '@dwell/runtime';
 import { processorConfigFromEnv, startProcessor } from '@dwell/processor';
 import { migrate } from '@dwell/warehouse';
-import { median, percentiles, weightedPercentiles } from '../lib/stats.mjs';
+import { median, percentiles, weightedPercentiles, weightedSlope } from '../lib/stats.mjs';
 import { encodedWorkload } from '../lib/workload.mjs';
 import { impressionRowsSelect, minuteRowsSelect } from '../lib/billing-rows.mjs';
 import { cpuSeconds, cpuSecondsOf, processTree, threadCpuDelta, threadCpuSeconds, writebackSettings } from '../lib/proc.mjs';
@@ -363,7 +367,28 @@ try {
 
   // 3. Freshness: at half the measured rate (the target's load), and at a tenth of it (the floor,
   // when the producer, the broker and the processor do not compete for the two cores).
-  const freshnessAt = async (rate, seconds) => {
+  /**
+   * Per second from the schedule's start: [s, events offered, applied, written]; written from each
+   * write's offset ranges (`writes[].at` is a Date.now() time, `started` a performance.now() one).
+   */
+  const timeline = (appliedSamples, writes, started, rate, seconds) => {
+    const epoch = Date.now() - performance.now();
+    const out = [];
+    let a = 0;
+    let w = 0;
+    let written = 0;
+    const end = Math.max(appliedSamples.at(-1)?.[0] ?? 0, ((writes.at(-1)?.at ?? 0) - epoch - started) / 1000);
+    for (let t = 1; t <= Math.ceil(end); t++) {
+      let applied = out.at(-1)?.[2] ?? 0;
+      while (a < appliedSamples.length && appliedSamples[a][0] <= t) applied = appliedSamples[a++][1];
+      while (w < writes.length && (writes[w].at - epoch - started) / 1000 <= t) {
+        for (const range of writes[w++].ranges) written += Number(range.last_offset) - Number(range.first_offset) + 1;
+      }
+      out.push([t, Math.round(Math.min(t, seconds) * rate), applied, written]);
+    }
+    return out;
+  };
+  const freshnessAt = async (rate, seconds, { drainDeadlineMs = 120_000 } = {}) => {
     const freshTopic = `bench-fresh-${Date.now()}`;
     await ensureTopics(kafka, [{ topic: freshTopic, numPartitions: 4 }]);
     const writes = [];
@@ -385,7 +410,8 @@ try {
     opened = processor;
     await new Promise((resolve) => setTimeout(resolve, 3000)); // group join
     const sends = [];
-    const child = spawn(process.execPath, [join(root, 'bench/processor/producer.mjs'), brokers.join(','), freshTopic, String(rate), String(seconds)], {
+    // A heap for ledgers of up to ~20 million events (about 450 bytes each while they are built).
+    const child = spawn(process.execPath, ['--max-old-space-size=16384', '--max-semi-space-size=64', '--expose-gc', join(root, 'bench/processor/producer.mjs'), brokers.join(','), freshTopic, String(rate), String(seconds)], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -405,6 +431,18 @@ try {
     // CPU while the events flow: this process (the processor), the producer, the broker.
     const brokerCpu = () => cpuSecondsOf(processTree(broker.pid)); // the JVM runs under a wrapper script
     const cpuAt = { processor: process.cpuUsage(), broker: brokerCpu(), threads: threadCpuSeconds(), workers: await workerCpuSeconds(processor), started: performance.now() };
+    // Events the processor has applied, sampled twice a second against the schedule's clock (s).
+    const appliedSamples = [];
+    let sampling = false;
+    const appliedSampler = setInterval(() => {
+      if (sampling) return;
+      sampling = true;
+      const asked = performance.now();
+      void appliedBy(processor)
+        // The count was read between the request and the answer: stamped halfway.
+        .then((n) => appliedSamples.push([((asked + performance.now()) / 2 - cpuAt.started) / 1000, n, 1]))
+        .finally(() => (sampling = false));
+    }, 500);
     let producerCpu = 0;
     const producerSampler = setInterval(() => {
       const seconds = cpuSeconds(child.pid);
@@ -436,12 +474,15 @@ try {
     // Every event is counted: wait until all of them are written (a processor that fell behind
     // shows it here, instead of leaving its slowest events out).
     const total = rate * seconds;
-    const deadline = Date.now() + 120_000;
+    const deadline = Date.now() + drainDeadlineMs;
+    let drained = false;
     for (;;) {
-      if ((await eventsWritten(processor, database)) >= total || Date.now() > deadline) break;
+      if ((await eventsWritten(processor, database)) >= total) drained = true;
+      if (drained || Date.now() > deadline) break;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     clearInterval(sampler);
+    clearInterval(appliedSampler);
     await processor.stop();
     opened = undefined;
     const byPartition = new Map();
@@ -460,6 +501,11 @@ try {
     const fromAck = [];
     const perEvent = [];
     const perEventFromAck = [];
+    // Every event's age at its write against when it was sent (s from the first send): flat while
+    // the processor keeps pace with the producer, rising by R/C − 1 s a second while it takes
+    // C events/s of R offered.
+    const aged = [];
+    const firstSentAt = Math.min(...sends.map((s) => s.sentAt));
     for (const write of writes) {
       for (const range of write.ranges) {
         const list = byPartition.get(range.partition) ?? [];
@@ -476,6 +522,7 @@ try {
           const to = Math.min(last + 1, i + 1 < list.length ? Number(list[i + 1].baseOffset) : Infinity);
           if (to <= from) continue;
           perEvent.push([write.at - list[i].sentAt, to - from]);
+          aged.push([(list[i].sentAt - firstSentAt) / 1000, (write.at - list[i].sentAt) / 1000, to - from]);
           perEventFromAck.push([Math.max(0, write.at - list[i].ackedAt), to - from]);
         }
       }
@@ -491,17 +538,84 @@ try {
       fromAckMs: percentiles(fromAck, [50, 90, 99, 100]),
       perEventMs: weightedPercentiles(perEvent, [50, 90, 99, 100]),
       perEventFromAckMs: weightedPercentiles(perEventFromAck, [50, 90, 99, 100]),
+      // The events sent in the schedule's second half: a processor past its start, holding the
+      // page views a steady stream keeps open.
+      perEventSecondHalfMs: weightedPercentiles(aged.filter(([sentS]) => sentS >= seconds / 2).map(([, age, n]) => [Math.round(age * 1000), n]), [50, 90, 99, 100]),
       producerSeconds: flowSeconds,
+      // Whether every event was written before the deadline; how fast the events' age grew over
+      // the schedule's second half, s per s (see liveMaximum).
+      drained,
+      ageGrowth: weightedSlope(aged.filter(([sentS]) => sentS >= seconds / 2)),
+      // The share of the offered rate the processor fell short by while the schedule's second half
+      // ran: 1 − (events applied per second ÷ the rate). About 0 while it keeps pace.
+      appliedShortfall: 1 - weightedSlope(appliedSamples.filter(([at]) => at >= seconds / 2 && at <= seconds)) / rate,
+      // Events applied and written by each second of the schedule and after it, against those offered.
+      timeline: timeline(appliedSamples, writes, cpuAt.started, rate, seconds),
       // Every write holds the rows that changed since the previous one, of each page view changed.
       rowsWrittenPerEvent: writes.reduce((sum, w) => sum + w.rows, 0) / total,
     };
   };
-  const seconds = Number(flag('fresh-seconds', QUICK ? 10 : 30));
+  const seconds = Number(flag('fresh-seconds', QUICK ? 10 : 120));
   // Shares of the end-to-end rate to measure freshness at: 2 (half load, the target's) and 10 by
   // default; `--fresh-ladder 10,5,4,3,2` walks up to find where live traffic stops keeping up.
   const ladder = flag('fresh-ladder', BILLING_ONLY ? 'none' : '2,10') ?? '2,10';
   const shares = ladder === 'none' ? [] : ladder.split(',').map(Number);
-  const base = FRESH_RATE === undefined ? median(ours) : Number(FRESH_RATE) * 2;
+  // The end-to-end rate measured above, or twice --fresh-rate when it was not measured.
+  const catchUp = FRESH_RATE === undefined ? median(ours) : Number(FRESH_RATE) * 2;
+  const tellFreshness = (key, label) => {
+    const r = results[key];
+    const { processor: p, producer: q, broker: k } = r.coresWhileProducing;
+    say(`freshness at ${label}: processor cores by thread: ${r.processorThreadCores.map(([n, c]) => `${n} ${c}`).join(', ')}`);
+    say(
+      `freshness at ${label}: per event p50 ${r.perEventMs.p50} ms, p99 ${r.perEventMs.p99} ms (from Kafka's ack p99 ${r.perEventFromAckMs.p99} ms; sent in the second half p50 ${r.perEventSecondHalfMs.p50}, p99 ${r.perEventSecondHalfMs.p99} ms); oldest event of each write: from send p50 ${r.ms.p50} ms, p99 ${r.ms.p99} ms; from Kafka's ack p50 ${r.fromAckMs.p50} ms, p99 ${r.fromAckMs.p99} ms; over ${r.writes} writes, ${r.rowsWrittenPerEvent.toFixed(2)} rows per event; producing took ${r.producerSeconds.toFixed(1)} s (load average ${r.loadavg1m.min.toFixed(1)}–${r.loadavg1m.max.toFixed(1)}; cores used: processor ${p.toFixed(2)}, producer ${q.toFixed(2)}, broker ${k.toFixed(2)}); applied ${((1 - r.appliedShortfall) * 100).toFixed(1)}% of the offered rate over its second half, events' age growing ${r.ageGrowth.toFixed(3)} s per s`,
+    );
+  };
+
+  // 3a. The live maximum: the highest rate of live traffic this machine sustains, the producer and
+  // the broker on the same two cores as the processor. The end-to-end rate above is a pre-filled
+  // log drained with the whole machine to the processor; live, the same cores also produce and
+  // store every event. A rate is sustained when, over the second half of its schedule, the
+  // processor applies at least LIVE_KEEPS of the offered events per second (its backlog stops
+  // growing, however far behind write pacing lets its results run), the producer keeps its
+  // schedule, and every event is written within LIVE_DRAIN_S of the schedule's end.
+  // Bisection between a sixth of the end-to-end rate and half of it (which it does not sustain:
+  // BENCHMARKS.md, "The live maximum"); when every probe is sustained, the maximum is at least the
+  // last one.
+  const LIVE_KEEPS = 0.98;
+  const LIVE_DRAIN_S = 60;
+  const liveFlag = flag('live-max', FRESH_RATE === undefined && !BILLING_ONLY ? 'auto' : 'none');
+  if (liveFlag === 'auto') {
+    const probes = Number(flag('live-probes', QUICK ? 2 : 4));
+    // Long enough to pass the fall behind and the start of write pacing (it starts at 5 s of lag,
+    // which a rate just beyond what is kept fresh reaches after 30–40 s) and to judge what follows.
+    const liveSeconds = Number(flag('live-seconds', QUICK ? 30 : 120));
+    let low = Math.round(catchUp / 6);
+    let high = Math.round(catchUp / 2);
+    const tried = [];
+    for (let i = 0; i < probes; i++) {
+      const rate = Math.round((low + high) / 2);
+      say(`live maximum, probe ${i + 1} of ${probes}: ${rate} events/s for ${liveSeconds} s (sustained so far ${low}, not ${high})…`);
+      const r = await freshnessAt(rate, liveSeconds, { drainDeadlineMs: LIVE_DRAIN_S * 1000 });
+      const kept = r.producerSeconds <= liveSeconds * 1.05;
+      const sustained = kept && r.drained && 1 - r.appliedShortfall >= LIVE_KEEPS;
+      tried.push({ rate, sustained, appliedShare: 1 - r.appliedShortfall, ageGrowth: r.ageGrowth, drained: r.drained, producerSeconds: r.producerSeconds, p99PerEventMs: r.perEventMs.p99, cores: r.coresWhileProducing, rowsPerEvent: r.rowsWrittenPerEvent, timeline: r.timeline });
+      say(
+        `live maximum, probe ${i + 1}: ${rate} events/s ${sustained ? 'sustained' : 'not sustained'}: applied ${((1 - r.appliedShortfall) * 100).toFixed(1)}% of it over its second half, age growing ${r.ageGrowth.toFixed(3)} s per s, ${r.drained ? 'all written' : `not all written within ${LIVE_DRAIN_S} s`}, producer ${r.producerSeconds.toFixed(1)} s for ${liveSeconds}, p99 ${r.perEventMs.p99} ms; cores: processor ${r.coresWhileProducing.processor.toFixed(2)}, producer ${r.coresWhileProducing.producer.toFixed(2)}, broker ${r.coresWhileProducing.broker.toFixed(2)}`,
+      );
+      if (sustained) low = rate;
+      else high = rate;
+    }
+    const bounded = tried.some((t) => !t.sustained);
+    results.liveMaximum = { eventsPerS: low, notSustained: bounded ? high : null, keeps: LIVE_KEEPS, drainSeconds: LIVE_DRAIN_S, seconds: liveSeconds, probes: tried };
+    say(`live maximum: ${low} events/s sustained, ${bounded ? `${high} not` : `${high} not probed`} (${(low / catchUp).toFixed(2)} of the end-to-end rate)`);
+  } else if (liveFlag !== 'none') {
+    results.liveMaximum = { eventsPerS: Number(liveFlag), given: true };
+  }
+
+  // 3b. Freshness at shares of the load: of the live maximum when there is one (half of it is the
+  // target's half load), else of the end-to-end rate (twice --fresh-rate when that is given).
+  const base = results.liveMaximum?.eventsPerS ?? catchUp;
+  results.freshnessBase = results.liveMaximum ? 'live maximum' : FRESH_RATE === undefined ? 'end-to-end rate' : 'twice --fresh-rate';
   results.freshnessLadder = [];
   for (const share of shares) {
     const key = share === 2 ? 'freshness' : share === 10 ? 'freshnessLight' : `freshnessAt1of${share}`;
@@ -509,18 +623,22 @@ try {
     const rate = Math.max(1000, Math.round(base / share));
     say(`freshness at ${label}: ${rate} events/s for ${seconds} s…`);
     results[key] = await freshnessAt(rate, seconds);
-    const { processor: p, producer: q, broker: k } = results[key].coresWhileProducing;
-    results.freshnessLadder.push({ share, rate, p99PerEventMs: results[key].perEventMs.p99, p99OldestPerWriteMs: results[key].ms.p99, processorCores: p, rowsPerEvent: results[key].rowsWrittenPerEvent });
-    say(`freshness at ${label}: processor cores by thread: ${results[key].processorThreadCores.map(([n, c]) => `${n} ${c}`).join(', ')}`);
-    say(
-      `freshness at ${label}: per event p50 ${results[key].perEventMs.p50} ms, p99 ${results[key].perEventMs.p99} ms (from Kafka's ack p99 ${results[key].perEventFromAckMs.p99} ms); oldest event of each write: from send p50 ${results[key].ms.p50} ms, p99 ${results[key].ms.p99} ms; from Kafka's ack p50 ${results[key].fromAckMs.p50} ms, p99 ${results[key].fromAckMs.p99} ms; over ${results[key].writes} writes, ${results[key].rowsWrittenPerEvent.toFixed(2)} rows per event; producing took ${results[key].producerSeconds.toFixed(1)} s (load average ${results[key].loadavg1m.min.toFixed(1)}–${results[key].loadavg1m.max.toFixed(1)}; cores used: processor ${p.toFixed(2)}, producer ${q.toFixed(2)}, broker ${k.toFixed(2)})`,
-    );
+    results.freshnessLadder.push({ share, rate, p99PerEventMs: results[key].perEventMs.p99, p99OldestPerWriteMs: results[key].ms.p99, processorCores: results[key].coresWhileProducing.processor, rowsPerEvent: results[key].rowsWrittenPerEvent });
+    tellFreshness(key, label);
+  }
+  // Half of the pre-filled end-to-end rate as well, the stricter reading of half load, which this
+  // machine cannot keep fresh (BENCHMARKS.md: the processor alone would need these two cores).
+  if (results.liveMaximum && shares.includes(2)) {
+    const rate = Math.round(catchUp / 2);
+    say(`freshness at half the end-to-end rate: ${rate} events/s for ${seconds} s…`);
+    results.freshnessHalfEndToEnd = await freshnessAt(rate, seconds);
+    tellFreshness('freshnessHalfEndToEnd', 'half the end-to-end rate');
   }
 
   // 4. Recovery: a backlog left by an outage, drained with and without write pacing.
   const recoveryRate = flag('recovery-rate', undefined);
   if (recoveryRate !== undefined || (FRESH_RATE === undefined && !BILLING_ONLY && !args.includes('--no-recovery'))) {
-    const rate = Number(recoveryRate ?? Math.round(base / 4));
+    const rate = Number(recoveryRate ?? Math.round(catchUp / 4));
     const seconds = Number(flag('recovery-seconds', QUICK ? 20 : 60));
     results.recovery = await recovery(rate, seconds, QUICK ? 1 : RUNS);
   }
@@ -537,5 +655,5 @@ results.loadavgAtEnd = loadavg();
 mkdirSync(join(root, 'bench/processor/results'), { recursive: true });
 const file = join(root, 'bench/processor/results', `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
 writeFileSync(file, JSON.stringify(results, null, 2));
-process.stdout.write(`\n${JSON.stringify({ endToEnd: results.endToEnd, freshness: results.freshness, freshnessLight: results.freshnessLight, freshnessLadder: results.freshnessLadder, recovery: results.recovery && { ...results.recovery, runs: undefined }, billing: results.billing }, null, 2)}\nresults: ${file}\n`);
+process.stdout.write(`\n${JSON.stringify({ endToEnd: results.endToEnd, liveMaximum: results.liveMaximum, freshness: results.freshness, freshnessHalfEndToEnd: results.freshnessHalfEndToEnd, freshnessLight: results.freshnessLight, freshnessLadder: results.freshnessLadder, recovery: results.recovery && { ...results.recovery, runs: undefined }, billing: results.billing }, null, 2)}\nresults: ${file}\n`);
 process.exit(0);
