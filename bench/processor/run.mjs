@@ -392,6 +392,7 @@ try {
     const freshTopic = `bench-fresh-${Date.now()}`;
     await ensureTopics(kafka, [{ topic: freshTopic, numPartitions: 4 }]);
     const writes = [];
+    const snapshots = [];
     const database = `bench_fresh_${Date.now()}`;
     const processor = await startProcessor(
       benchProcessorConfig(freshTopic, database),
@@ -400,8 +401,15 @@ try {
         store: (store) => {
           const writeResults = store.writeResults.bind(store);
           store.writeResults = async (write) => {
+            const started = Date.now();
             await writeResults(write);
-            writes.push({ at: Date.now(), ranges: write.ranges, rows: write.impressions.rows + write.minutes.rows });
+            writes.push({ at: Date.now(), started, ranges: write.ranges, rows: write.impressions.rows + write.minutes.rows });
+          };
+          const saveSnapshot = store.saveSnapshot.bind(store);
+          store.saveSnapshot = async (snapshot) => {
+            const started = Date.now();
+            await saveSnapshot(snapshot);
+            snapshots.push({ started, ms: Date.now() - started, partition: snapshot.partition, pageViews: snapshot.pageViews, chars: snapshot.snapshot.length });
           };
           return store;
         },
@@ -506,7 +514,11 @@ try {
     // C events/s of R offered.
     const aged = [];
     const firstSentAt = Math.min(...sends.map((s) => s.sentAt));
+    // Each write: [landed, s from the first send; how long it took, ms; its oldest event's age, ms; rows].
+    const writeLog = [];
     for (const write of writes) {
+      const entry = [Number(((write.at - firstSentAt) / 1000).toFixed(2)), write.at - write.started, 0, write.rows];
+      writeLog.push(entry);
       for (const range of write.ranges) {
         const list = byPartition.get(range.partition) ?? [];
         const first = Number(range.first_offset);
@@ -516,6 +528,7 @@ try {
         for (const s of list) if (Number(s.baseOffset) <= first) carrier = s;
         if (carrier === undefined) continue;
         freshness.push(write.at - carrier.sentAt);
+        entry[2] = Math.max(entry[2], write.at - carrier.sentAt);
         fromAck.push(Math.max(0, write.at - carrier.ackedAt));
         for (let i = 0; i < list.length; i++) {
           const from = Math.max(first, Number(list[i].baseOffset));
@@ -542,6 +555,9 @@ try {
       // page views a steady stream keeps open.
       perEventSecondHalfMs: weightedPercentiles(aged.filter(([sentS]) => sentS >= seconds / 2).map(([, age, n]) => [Math.round(age * 1000), n]), [50, 90, 99, 100]),
       producerSeconds: flowSeconds,
+      writeLog,
+      // Each snapshot stored: when it started (s from the first send), how long storing took.
+      snapshots: snapshots.map((x) => ({ ...x, started: Number(((x.started - firstSentAt) / 1000).toFixed(2)) })),
       // Whether every event was written before the deadline; how fast the events' age grew over
       // the schedule's second half, s per s (see liveMaximum).
       drained,
