@@ -37,6 +37,7 @@ commands:
   export --from T --to T [--ad ID | --campaign ID | --site ID] --out FILE [--format avro|ndjson]
          [--workers N]
                          the raw events of those page views, as evidence for \`dwell compute\`
+                         (an Avro container; NDJSON for a FILE named .ndjson or .jsonl)
   command <user> <name> [--args JSON] [--timeout MS] [--id KEY] [--site ID]
                          send a command to one connected user through Kafka and print the outcome
                          as JSON; exit 0 replied, 3 expired, 4 offline, 5 rejected (docs/commands.md)

@@ -37,13 +37,22 @@ export async function exportCommand(argv: readonly string[], io: CommandIO): Pro
   }
   const out = values['out'];
   if (out === undefined || out === '') throw new AuditUsageError('export needs --out FILE');
-  const format = (values['format'] ?? 'avro') as ExportFormat;
-  if (!EXPORT_FORMATS.includes(format)) throw new AuditUsageError(`--format must be one of ${EXPORT_FORMATS.join(', ')}`);
+  const format = exportFormat(values['format'], out);
   const scope = scopeFrom(values);
   const workers = workersFrom(values['workers']);
   const { config, brokers } = auditEnvironment(io.env);
   const kafka = createKafka({ brokers, clientId: 'dwell-export' });
   return runExport(kafka, config.DWELL_EVENTS_TOPIC, scope, { out, format }, io, { brokers, workers });
+}
+
+/**
+ * The format asked for with --format; without it, what the file's name says (`.ndjson`, `.jsonl`:
+ * NDJSON), else an Avro container file.
+ */
+export function exportFormat(asked: string | undefined, out: string): ExportFormat {
+  if (asked === undefined) return /\.(ndjson|jsonl)$/i.test(out) ? 'ndjson' : 'avro';
+  if (!(EXPORT_FORMATS as readonly string[]).includes(asked)) throw new AuditUsageError(`--format must be one of ${EXPORT_FORMATS.join(', ')}`);
+  return asked as ExportFormat;
 }
 
 /** Whether a page view belongs in the file: ad and campaign filters take whole page views that show one. */
