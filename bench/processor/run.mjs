@@ -79,9 +79,12 @@ const kafka = createKafka({ brokers, clientId: 'bench' });
 const logger = createLogger({ level: 'warn' });
 let opened;
 
+/** A running processor's /metrics, as text. */
+const metricsOf = async (processor) => (await fetch(`${processor.httpUrl}/metrics`)).text();
+
 /** CPU seconds of each partition worker thread of a running processor, by worker, from its /metrics (Linux). */
 async function workerCpuSeconds(processor) {
-  const text = await (await fetch(`${processor.httpUrl}/metrics`)).text();
+  const text = await metricsOf(processor);
   return new Map([...text.matchAll(/^dwell_processor_worker_cpu_seconds_total\{worker="(\d+)"\} (\S+)$/gm)].map((m) => [m[1], Number(m[2])]));
 }
 
@@ -143,7 +146,7 @@ try {
   };
   /** Events a processor has applied so far (every outcome), from its /metrics. */
   const appliedBy = async (processor) => {
-    const text = await (await fetch(`${processor.httpUrl}/metrics`)).text();
+    const text = await metricsOf(processor);
     let applied = 0;
     for (const line of text.split('\n')) if (line.startsWith('dwell_processor_events_total')) applied += Number(line.slice(line.lastIndexOf(' ') + 1));
     return applied;
@@ -493,7 +496,7 @@ try {
     clearInterval(appliedSampler);
     // What the snapshots cost in all, serializing (in the partition's worker) and storing, from
     // the processor's own histogram: with the stores timed above, what serializing took.
-    const metricsText = await (await fetch(`${processor.httpUrl}/metrics`)).text();
+    const metricsText = await metricsOf(processor);
     const metric = (name) => Number(metricsText.match(new RegExp(`^${name} (\\S+)$`, 'm'))?.[1] ?? Number.NaN);
     const snapshotsBeforeStop = snapshots.length;
     const snapshotCost = { count: metric('dwell_processor_snapshot_duration_ms_count'), ms: metric('dwell_processor_snapshot_duration_ms_sum') };

@@ -90,6 +90,16 @@ function write(core: PartitionExposure, into: Tables, version: number, onlyChang
 }
 
 /** Applies the log, writing every `every` events to both tables: complete rows, and changed rows only. */
+/** Applies `log` to both cores alike, taking what they report every fifth event and at the end. */
+function feedBoth(log: readonly PageEvent[], core: PartitionExposure, twin: PartitionExposure, take: () => void): void {
+  log.forEach((event, offset) => {
+    core.apply(event);
+    twin.apply(event);
+    if (offset % 5 === 0) take();
+  });
+  take();
+}
+
 function run(log: readonly PageEvent[], every: number, trustFrom = 0): { full: Tables; changed: Tables; checks: number } {
   const full = tables();
   const changed = tables();
@@ -167,12 +177,7 @@ describe('writing only the rows that changed', () => {
       expect(seen).toEqual(expected);
       finalReports += seen.length;
     };
-    log.forEach((event, offset) => {
-      core.apply(event);
-      twin.apply(event);
-      if (offset % 5 === 0) take();
-    });
-    take();
+    feedBoth(log, core, twin, take);
     expect(finalReports).toBeGreaterThan(10);
   });
 
@@ -211,12 +216,7 @@ describe('RowsSink', () => {
       expect(rows.every((row) => row[retractedAt] === 0 || row[retractedAt] === 1)).toBe(true);
       marked += flagged.length;
     };
-    log.forEach((event, offset) => {
-      core.apply(event);
-      twin.apply(event);
-      if (offset % 5 === 0) take();
-    });
-    take();
+    feedBoth(log, core, twin, take);
     expect(marked).toBeGreaterThan(0);
   });
 });
