@@ -24,7 +24,7 @@ export { PageViewState } from './page-view-state.js';
 export { isValidPageEvent } from './event-record.js';
 export type { PageViewResults } from './page-view-state.js';
 export { PartitionExposure } from './partition-exposure.js';
-export type { PartitionChanges, PartitionSnapshot, PageViewEntrySnapshot } from './partition-exposure.js';
+export type { PartitionChanges, PartitionDelta, PartitionSnapshot, PageViewEntrySnapshot } from './partition-exposure.js';
 export type { PageViewReport, ReportParts, ReportSink } from './page-view-report.js';
 export { SNAPSHOT_FORMAT, SnapshotError } from './snapshot.js';
 export type { PageViewSnapshot, EventTuple } from './snapshot.js';

@@ -452,3 +452,77 @@ describe('snapshot text', () => {
     expect(text).toContain(`["b",${BASE_MS + 185_000}]`);
   });
 });
+
+describe('deltas', () => {
+  const config = createRulesConfig({ rulesVersion: 3002, allowedLatenessMs: 1_000, closedMemoryMs: 10_000 });
+  const parse = (text: string | undefined) => JSON.parse(text as string) as Record<string, unknown>;
+
+  it('there is none before a snapshot text or a restore gives a base', () => {
+    const p = new PartitionExposure(config);
+    p.apply(at('a', 1, 0));
+    expect(p.deltaText()).toBeUndefined();
+    const restored = PartitionExposure.restore(JSON.parse(JSON.stringify(p.snapshot())), config);
+    expect(parse(restored.deltaText())).toMatchObject({ kind: 'partition_delta', removed: [], updated: [], opened: [] });
+    p.snapshotText();
+    expect(p.deltaText()).toBeDefined();
+  });
+
+  it('holds only the page views that changed, opened or closed since the last one', () => {
+    const p = new PartitionExposure(config);
+    for (let i = 0; i < 500; i++) p.apply(at(`pv-${i}`, 1, 0));
+    p.takeChanges();
+    const base = p.snapshotText();
+    p.apply(at('pv-7', 2, 500));
+    p.apply(at('new', 1, 600));
+    const first = parse(p.deltaText());
+    const ids = (entries: unknown) =>
+      (entries as { state: { identity: { page_view_id: string } } }[]).map((e) => e.state.identity.page_view_id);
+    expect(ids(first['updated'])).toEqual(['pv-7']);
+    expect((first['opened'] as unknown[]).length).toBe(1);
+    expect(first['removed']).toEqual([]);
+    // 1,001 ms later every page view but pv-7 and `new` closes; their ids are remembered.
+    p.apply(at('pv-7', 3, 1_001));
+    p.takeChanges();
+    const second = parse(p.deltaText());
+    expect((second['removed'] as string[]).length).toBe(499);
+    expect((second['closed_added'] as unknown[]).length).toBe(499);
+    // pv-7 took an event; `new` was reported since (what it last reported is part of its state).
+    expect(ids(second['updated'])).toEqual(['pv-7', 'new']);
+    expect(second['opened']).toEqual([]);
+    // 10 s on they are forgotten.
+    p.apply(at('pv-7', 4, 11_002));
+    p.takeChanges();
+    const third = parse(p.deltaText());
+    expect((third['closed_dropped'] as string[]).length).toBe(499);
+    const restored = PartitionExposure.restore(JSON.parse(base), config, [first, second, third]);
+    expect(restored.snapshot()).toEqual(p.snapshot());
+    expect(base.length).toBeGreaterThan(50 * JSON.stringify(first).length);
+  });
+
+  it('refuses a delta that does not follow what came before it, saying which one and where', () => {
+    const p = new PartitionExposure(config);
+    p.apply(at('a', 1, 0));
+    p.apply(at('b', 1, 0));
+    p.takeChanges();
+    const base = JSON.parse(p.snapshotText()) as Record<string, unknown>;
+    p.apply(at('a', 2, 500));
+    p.apply(at('c', 1, 500));
+    const delta = parse(p.deltaText());
+    const entryOf = (list: string) => (delta[list] as unknown[])[0];
+    const cases: [Record<string, unknown>, string][] = [
+      [{ ...delta, kind: 'partition' }, 'deltas[0].kind'],
+      [{ ...delta, removed: ['zz'] }, 'deltas[0].removed[0]'],
+      [{ ...delta, updated: [entryOf('opened')] }, 'deltas[0].updated[0]'],
+      [{ ...delta, opened: [entryOf('updated')] }, 'deltas[0].opened[0]'],
+      [{ ...delta, closed_dropped: ['zz'] }, 'deltas[0].closed_dropped[0]'],
+      [{ ...delta, changed: ['zz'] }, 'deltas[0].changed[0]'],
+    ];
+    for (const [bad, field] of cases)
+      expect(() => PartitionExposure.restore(base, config, [bad])).toThrow(expect.objectContaining({ field }));
+    // A delta applied twice: its page view is open already.
+    expect(() => PartitionExposure.restore(base, config, [delta, delta])).toThrow(
+      expect.objectContaining({ field: 'deltas[1].opened[0]' }),
+    );
+    expect(PartitionExposure.restore(base, config, [delta]).snapshot()).toEqual(p.snapshot());
+  });
+});

@@ -58,6 +58,32 @@ export interface PartitionSnapshot {
   readonly closed_recently: readonly (readonly [string, number])[];
 }
 
+/**
+ * What changed in a partition since its previous snapshot or delta ({@link PartitionExposure.deltaText}):
+ * applied to that state it gives this one. `closing`, `changed` and `impressions_due` are whole,
+ * as in a snapshot; the page views and the remembered closed ids are told as differences.
+ */
+export interface PartitionDelta {
+  readonly format: typeof SNAPSHOT_FORMAT;
+  readonly kind: 'partition_delta';
+  readonly rules_version: number;
+  readonly rules_fingerprint: string;
+  readonly watermark_ms: number | null;
+  /** Ids of page views open before that are not any more (closed since), in closing order. */
+  readonly removed: readonly string[];
+  /** Page views open before that changed since: they replace theirs, in place. */
+  readonly updated: readonly PageViewEntrySnapshot[];
+  /** Page views opened since, in the order they opened: they follow the others. */
+  readonly opened: readonly PageViewEntrySnapshot[];
+  readonly closing: readonly PageViewEntrySnapshot[];
+  readonly changed: readonly string[];
+  readonly impressions_due: readonly string[];
+  /** Remembered closed ids that were forgotten (or closed again) since. */
+  readonly closed_dropped: readonly string[];
+  /** `[page_view_id, last recv_ms]` remembered since, in order. */
+  readonly closed_added: readonly (readonly [string, number])[];
+}
+
 export interface PageViewEntrySnapshot {
   readonly state: PageViewSnapshot;
   /** What the last minute rows gave (PageViewState.reportedState), and the impression rows too unless `reported_impressions` says otherwise. */
@@ -85,6 +111,14 @@ interface Entry {
   /** Its snapshot as JSON text, valid while the state's snapshot revision is `textRevision`. */
   text: string | undefined;
   textRevision: number;
+  /** The state's snapshot revision when the last snapshot or delta was made. */
+  baseRevision: number;
+  /** Opened since the last snapshot or delta. */
+  fresh: boolean;
+}
+
+function newEntry(state: PageViewState, fresh: boolean): Entry {
+  return { state, changed: false, due: false, closed: false, text: undefined, textRevision: 0, baseRevision: -1, fresh };
 }
 
 /**
@@ -115,6 +149,15 @@ export class PartitionExposure {
   private closedChunks: ClosedChunk[] = [];
   private closedPruned = 0;
   private closedMoved = false;
+  /**
+   * Since the last snapshot text or delta (once there was one): ids of page views that were open
+   * then and closed since; remembered closed ids added since (in order, kept with the map's), and
+   * those of then forgotten since.
+   */
+  private tracking = false;
+  private removedSince: string[] = [];
+  private closedAdded = new Set<string>();
+  private closedDropped: string[] = [];
 
   /** `config` defaults to rules version 1; a bad config throws RulesConfigError. */
   constructor(config: RulesConfig = DEFAULT_RULES_CONFIG) {
@@ -240,13 +283,11 @@ export class PartitionExposure {
   snapshotText(): string {
     const open: string[] = [];
     for (const e of this.open.values()) {
-      const revision = e.state.snapshotRevision;
-      if (e.text === undefined || e.textRevision !== revision) {
-        e.text = JSON.stringify(entrySnapshot(e));
-        e.textRevision = revision;
-      }
-      open.push(e.text);
+      open.push(textOf(e));
+      e.baseRevision = e.textRevision;
+      e.fresh = false;
     }
+    this.startTracking();
     return (
       `{"format":${JSON.stringify(SNAPSHOT_FORMAT)},"kind":"partition",` +
       `"rules_version":${JSON.stringify(this.config.rulesVersion)},` +
@@ -258,6 +299,49 @@ export class PartitionExposure {
       `"impressions_due":${JSON.stringify(this.dueIds())},` +
       `"closed_recently":[${this.closedRecentlyText()}]}`
     );
+  }
+
+  /**
+   * A {@link PartitionDelta} as JSON text: what changed since the last {@link snapshotText} or
+   * delta (or restore), which it makes the base of the next one; undefined before there was one.
+   * It costs what changed, not what is held: under steady traffic most open page views are idle,
+   * waiting out the lateness window, and a delta leaves them out.
+   */
+  deltaText(): string | undefined {
+    if (!this.tracking) return undefined;
+    const updated: string[] = [];
+    const opened: string[] = [];
+    for (const e of this.open.values()) {
+      if (!e.fresh && e.baseRevision === e.state.snapshotRevision) continue;
+      (e.fresh ? opened : updated).push(textOf(e));
+      e.baseRevision = e.textRevision;
+      e.fresh = false;
+    }
+    const added: [string, number][] = [];
+    for (const id of this.closedAdded) added.push([id, this.closedRecently.get(id) as number]);
+    const text =
+      `{"format":${JSON.stringify(SNAPSHOT_FORMAT)},"kind":"partition_delta",` +
+      `"rules_version":${JSON.stringify(this.config.rulesVersion)},` +
+      `"rules_fingerprint":${JSON.stringify(this.rules.fingerprint)},` +
+      `"watermark_ms":${JSON.stringify(this.watermarkMs)},` +
+      `"removed":${JSON.stringify(this.removedSince)},` +
+      `"updated":[${updated.join(',')}],` +
+      `"opened":[${opened.join(',')}],` +
+      `"closing":${JSON.stringify(this.closing.map(entrySnapshot))},` +
+      `"changed":${JSON.stringify(this.changedIds())},` +
+      `"impressions_due":${JSON.stringify(this.dueIds())},` +
+      `"closed_dropped":${JSON.stringify(this.closedDropped)},` +
+      `"closed_added":${JSON.stringify(added)}}`;
+    this.startTracking();
+    return text;
+  }
+
+  /** Makes the current state the base of the next delta. */
+  private startTracking(): void {
+    this.tracking = true;
+    this.removedSince = [];
+    this.closedAdded = new Set();
+    this.closedDropped = [];
   }
 
   /**
@@ -309,48 +393,98 @@ export class PartitionExposure {
   }
 
   /**
-   * Restores a partition from {@link snapshot} output (also after a JSON round trip); applying
-   * the rest of the log then gives exactly what an uninterrupted run gives.
+   * Restores a partition from {@link snapshot} output (also after a JSON round trip), or from
+   * {@link snapshotText} output and the {@link deltaText} outputs made after it, in order; applying
+   * the rest of the log then gives exactly what an uninterrupted run gives. The restored state is
+   * the base of the next delta.
    *
-   * @throws SnapshotError when the snapshot is malformed, of another format, or of other rules.
+   * @throws SnapshotError when the snapshot or a delta is malformed, of another format, or of other
+   *   rules, or a delta does not follow what came before it.
    */
-  static restore(snapshot: unknown, config: RulesConfig = DEFAULT_RULES_CONFIG): PartitionExposure {
+  static restore(
+    snapshot: unknown,
+    config: RulesConfig = DEFAULT_RULES_CONFIG,
+    deltas: readonly unknown[] = [],
+  ): PartitionExposure {
     const partition = new PartitionExposure(config);
-    const o = expectEnvelope(snapshot, 'partition', partition.rules.fingerprint);
-    partition.watermark =
-      o['watermark_ms'] === null ? Number.NaN : expectInteger(o['watermark_ms'], 'watermark_ms');
-    for (const [i, item] of expectArray(o['open'], 'open').entries()) {
+    const fingerprint = partition.rules.fingerprint;
+    let last = expectEnvelope(snapshot, 'partition', fingerprint);
+    partition.watermark = parseWatermark(last['watermark_ms'], 'watermark_ms');
+    for (const [i, item] of expectArray(last['open'], 'open').entries()) {
       const entry = parseEntry(item, `open[${i}]`, partition.config);
-      const id = entry.state.identity.page_view_id;
-      partition.open.set(id, entry);
-      partition.expiry.push({ lastRecvMs: entry.state.lastRecvMs ?? 0, id, item: entry });
+      partition.open.set(entry.state.identity.page_view_id, entry);
     }
-    partition.closing = expectArray(o['closing'], 'closing').map((item, i) => {
-      const entry = parseEntry(item, `closing[${i}]`, partition.config);
+    for (const [i, item] of expectArray(last['closed_recently'], 'closed_recently').entries()) {
+      const [id, lastRecv] = parseClosedPair(item, `closed_recently[${i}]`);
+      partition.closedRecently.set(id, lastRecv);
+    }
+    let prefix = '';
+    for (const [d, delta] of deltas.entries()) {
+      prefix = `deltas[${d}].`;
+      last = partition.applyDelta(delta, prefix);
+    }
+    for (const [id, entry] of partition.open)
+      partition.expiry.push({ lastRecvMs: entry.state.lastRecvMs ?? 0, id, item: entry });
+    partition.closing = expectArray(last['closing'], `${prefix}closing`).map((item, i) => {
+      const entry = parseEntry(item, `${prefix}closing[${i}]`, partition.config);
       entry.closed = true;
       return entry;
     });
-    for (const [i, id] of expectArray(o['changed'], 'changed').entries()) {
-      const entry = partition.open.get(expectString(id, `changed[${i}]`));
+    for (const [i, id] of expectArray(last['changed'], `${prefix}changed`).entries()) {
+      const entry = partition.open.get(expectString(id, `${prefix}changed[${i}]`));
       if (entry === undefined || entry.changed)
-        throw new SnapshotError(`changed[${i}]`, 'is not an open page view, or is listed twice');
+        throw new SnapshotError(`${prefix}changed[${i}]`, 'is not an open page view, or is listed twice');
       partition.markChanged(entry);
     }
-    const due = o['impressions_due'] === undefined ? [] : expectArray(o['impressions_due'], 'impressions_due');
+    const due = last['impressions_due'] === undefined ? [] : expectArray(last['impressions_due'], `${prefix}impressions_due`);
     for (const [i, id] of due.entries()) {
-      const entry = partition.open.get(expectString(id, `impressions_due[${i}]`));
+      const entry = partition.open.get(expectString(id, `${prefix}impressions_due[${i}]`));
       if (entry === undefined || entry.due)
-        throw new SnapshotError(`impressions_due[${i}]`, 'is not an open page view, or is listed twice');
+        throw new SnapshotError(`${prefix}impressions_due[${i}]`, 'is not an open page view, or is listed twice');
       partition.markDue(entry);
     }
-    for (const [i, item] of expectArray(o['closed_recently'], 'closed_recently').entries()) {
-      const pair = expectArray(item, `closed_recently[${i}]`);
-      partition.closedRecently.set(
-        expectString(pair[0], `closed_recently[${i}][0]`),
-        expectInteger(pair[1], `closed_recently[${i}][1]`),
-      );
-    }
+    for (const entry of partition.open.values()) entry.baseRevision = entry.state.snapshotRevision;
+    partition.startTracking();
     return partition;
+  }
+
+  /** Applies a {@link PartitionDelta} to the page views and remembered ids restored so far; returns it. */
+  private applyDelta(value: unknown, prefix: string): Record<string, unknown> {
+    let o: Record<string, unknown>;
+    try {
+      o = expectEnvelope(value, 'partition_delta', this.rules.fingerprint);
+    } catch (error) {
+      if (error instanceof SnapshotError) throw new SnapshotError(`${prefix}${error.field}`, error.problem);
+      throw error;
+    }
+    this.watermark = parseWatermark(o['watermark_ms'], `${prefix}watermark_ms`);
+    for (const [i, id] of expectArray(o['removed'], `${prefix}removed`).entries()) {
+      if (!this.open.delete(expectString(id, `${prefix}removed[${i}]`)))
+        throw new SnapshotError(`${prefix}removed[${i}]`, 'is not an open page view');
+    }
+    for (const [i, item] of expectArray(o['updated'], `${prefix}updated`).entries()) {
+      const entry = parseEntry(item, `${prefix}updated[${i}]`, this.config);
+      const id = entry.state.identity.page_view_id;
+      if (!this.open.has(id)) throw new SnapshotError(`${prefix}updated[${i}]`, 'is not an open page view');
+      this.open.set(id, entry);
+    }
+    for (const [i, item] of expectArray(o['opened'], `${prefix}opened`).entries()) {
+      const entry = parseEntry(item, `${prefix}opened[${i}]`, this.config);
+      const id = entry.state.identity.page_view_id;
+      if (this.open.has(id)) throw new SnapshotError(`${prefix}opened[${i}]`, 'is open already');
+      this.open.set(id, entry);
+    }
+    for (const [i, id] of expectArray(o['closed_dropped'], `${prefix}closed_dropped`).entries()) {
+      if (!this.closedRecently.delete(expectString(id, `${prefix}closed_dropped[${i}]`)))
+        throw new SnapshotError(`${prefix}closed_dropped[${i}]`, 'is not a remembered closed page view');
+    }
+    for (const [i, item] of expectArray(o['closed_added'], `${prefix}closed_added`).entries()) {
+      const [id, lastRecv] = parseClosedPair(item, `${prefix}closed_added[${i}]`);
+      if (this.closedRecently.has(id))
+        throw new SnapshotError(`${prefix}closed_added[${i}]`, 'is remembered already');
+      this.closedRecently.set(id, lastRecv);
+    }
+    return o;
   }
 
   private route(pageEvent: PageEvent, watermark: number): EventOutcome {
@@ -373,7 +507,7 @@ export class PartitionExposure {
     const state = new PageViewState(PageViewState.identityOf(pageEvent), this.config);
     const outcome = state.apply(pageEvent);
     if (outcome !== 'accepted') return outcome;
-    const opened: Entry = { state, changed: false, due: false, closed: false, text: undefined, textRevision: 0 };
+    const opened = newEntry(state, true);
     this.open.set(id, opened);
     this.expiry.push({ lastRecvMs: pageEvent.recv_ms, id, item: opened });
     this.markChanged(opened);
@@ -416,15 +550,24 @@ export class PartitionExposure {
       this.open.delete(top.id);
       top.item.closed = true;
       this.closing.push(top.item);
-      if (this.closedRecently.delete(top.id)) this.closedMoved = true;
+      if (this.tracking && !top.item.fresh) this.removedSince.push(top.id);
+      if (this.forgetClosed(top.id)) this.closedMoved = true;
       this.closedRecently.set(top.id, last);
+      if (this.tracking) this.closedAdded.add(top.id);
     }
     const horizon = lateness + this.config.closedMemoryMs;
     for (const [id, last] of this.closedRecently) {
       if (watermark - last <= horizon) break;
-      this.closedRecently.delete(id);
+      this.forgetClosed(id);
       this.closedPruned++;
     }
+  }
+
+  /** Forgets a remembered closed id; whether it was remembered. */
+  private forgetClosed(id: string): boolean {
+    if (!this.closedRecently.delete(id)) return false;
+    if (this.tracking && !this.closedAdded.delete(id)) this.closedDropped.push(id);
+    return true;
   }
 }
 
@@ -439,7 +582,26 @@ function parseEntry(value: unknown, field: string, config: RulesConfig): Entry {
   if (state.eventCount === 0)
     throw new SnapshotError(`${field}.state.events`, 'an open page view has at least one event');
   state.restoreReported(reported, `${field}.reported`, impressions, `${field}.reported_impressions`);
-  return { state, changed: false, due: false, closed: false, text: undefined, textRevision: 0 };
+  return newEntry(state, false);
+}
+
+function parseWatermark(value: unknown, field: string): number {
+  return value === null ? Number.NaN : expectInteger(value, field);
+}
+
+function parseClosedPair(value: unknown, field: string): [string, number] {
+  const pair = expectArray(value, field);
+  return [expectString(pair[0], `${field}[0]`), expectInteger(pair[1], `${field}[1]`)];
+}
+
+/** The entry's snapshot as JSON text, kept until its state changes. */
+function textOf(e: Entry): string {
+  const revision = e.state.snapshotRevision;
+  if (e.text === undefined || e.textRevision !== revision) {
+    e.text = JSON.stringify(entrySnapshot(e));
+    e.textRevision = revision;
+  }
+  return e.text;
 }
 
 function parseReported(value: unknown, field: string): ReportedImpression[] {

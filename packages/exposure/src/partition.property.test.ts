@@ -242,6 +242,55 @@ describe.each([
     );
   });
 
+  it('a full snapshot and the deltas after it restore exactly the state, anywhere, and continuing changes nothing', () => {
+    // Per log position: 0 nothing, 1 a snapshot text (a new chain), 2 a delta on the chain.
+    const arbChained = arbLogWithTakes.chain(([log, takes, heldBack, cut]) =>
+      fc.tuple(
+        fc.constant([log, takes, heldBack, cut] as const),
+        fc.array(fc.constantFrom(0, 1, 2, 2, 2), { minLength: log.length, maxLength: log.length }),
+      ),
+    );
+    fc.assert(
+      fc.property(arbChained, ([[log, takes, heldBack, cut], points]) => {
+        let p = new PartitionExposure(config);
+        let chain: { base: string; deltas: string[] } | undefined;
+        const restored = () =>
+          PartitionExposure.restore(
+            JSON.parse((chain as { base: string }).base),
+            config,
+            (chain as { deltas: string[] }).deltas.map((d) => JSON.parse(d) as unknown),
+          );
+        const outcomes: EventOutcome[] = [];
+        const reports: PageViewReport[][] = [];
+        log.forEach((e, i) => {
+          // A restart from the chain brought up to here; the deltas after it continue the same chain.
+          if (i === cut && chain !== undefined) {
+            chain.deltas.push(p.deltaText() as string);
+            p = restored();
+          }
+          outcomes.push(p.apply(e));
+          if (takes[i] === true) {
+            const collector = new ReportCollector();
+            p.writeChanges(collector, false, heldBack[i] !== true);
+            reports.push([...collector.closed, ...collector.changed]);
+          }
+          if (points[i] === 1) chain = { base: p.snapshotText(), deltas: [] };
+          if (points[i] === 2) {
+            const delta = p.deltaText();
+            // Without a base (no snapshot text yet, and no restore) there is nothing to add to.
+            expect(delta === undefined).toBe(chain === undefined);
+            if (delta !== undefined && chain !== undefined) chain.deltas.push(delta);
+          }
+          if (points[i] !== 0 && chain !== undefined) expect(restored().snapshot()).toEqual(p.snapshot());
+        });
+        const { changed, closed } = p.takeChanges();
+        reports.push([...closed, ...changed]);
+        expect({ outcomes, reports }).toEqual(run(log, takes, config, -1, heldBack));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('when changes are taken changes no outcome and not what the tables end up holding', () => {
     fc.assert(
       fc.property(arbLogWithTakes, ([log, takesA, takesB]) => {

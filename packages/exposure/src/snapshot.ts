@@ -36,10 +36,12 @@ export interface PageViewSnapshot {
 /** A snapshot that cannot be restored here; `field` names what is wrong. */
 export class SnapshotError extends Error {
   readonly field: string;
+  readonly problem: string;
   constructor(field: string, problem: string) {
     super(`snapshot ${field}: ${problem}`);
     this.name = 'SnapshotError';
     this.field = field;
+    this.problem = problem;
   }
 }
 
