@@ -1,14 +1,16 @@
 // What one partition's snapshot costs once traffic has run for longer than the lateness window.
-// A page view stays in memory, and in every snapshot, until the watermark is ALLOWED_LATENESS
+// A page view stays in memory, and in every full snapshot, until the watermark is ALLOWED_LATENESS
 // (10 min) past its last event, so under steady traffic a partition holds about eleven minutes of
 // its events: far more than the 30 s windows of run.mjs, whose snapshots hold only what arrived
 // since the processor started. For each rate (events/s into one partition) this applies that much
-// traffic through the processor's partition work (a write every 10 s of event time) and takes a
-// first snapshot, which serializes every page view; then 30 s more of traffic and the next
-// snapshot, which serializes only the page views changed since (the others' texts are kept). It
-// times that one as the processor takes it (serialized in the partition's worker, which holds up
-// that worker's events meanwhile), storing it in embedded ClickHouse, reading it back, and
-// restoring it. CPU is this process's (chDB's and the GC's threads included).
+// traffic through the processor's partition work (a write every 10 s of event time), takes a
+// first (full) snapshot, which serializes every page view, and stores it; then 30 s more of
+// traffic. Then, as the processor does, the next snapshot as a delta on the first (only what
+// changed since), and, as the baseline, a full snapshot of the same state (the page views'
+// texts are kept from the delta, so it serializes no page view again). Each is timed as the
+// processor takes it: serialized in the partition's worker, which holds up that worker's events
+// meanwhile; stored in embedded ClickHouse; read back and restored (the delta with its full
+// snapshot). CPU is this process's (chDB's and the GC's threads included).
 //
 //   npx tsc -b && node --max-old-space-size=16000 bench/processor/snapshot-steady.mjs [--rates 2500,5000,10000] [--minutes 11]
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -58,10 +60,10 @@ try {
     const firstSnapshotAt = events[0].recvMs + MINUTES * 60_000;
     let writeAt = events[0].recvMs + WRITE_EVERY_MS;
     let first;
-    const snapshot = () =>
+    const snapshot = (delta = false) =>
       timed(() => {
         try {
-          return work.snapshot(0);
+          return work.snapshot(0, delta);
         } catch (error) {
           return { error: String(error) };
         }
@@ -80,30 +82,40 @@ try {
     events.length = 0;
     const row = { eventsPerSecond: rate, minutes: MINUTES, betweenMs: BETWEEN_MS, lateness_ms: DEFAULT_RULES_CONFIG.allowedLatenessMs };
     row.firstSerialize = { wallMs: first.wallMs, cpuMs: first.cpuMs };
-    const serialized = await snapshot();
-    row.serialize = { wallMs: serialized.wallMs, cpuMs: serialized.cpuMs };
-    if ('error' in serialized.value) {
-      row.error = serialized.value.error;
-    } else {
-      const { text, pageViews, rulesVersion, rulesFingerprint } = serialized.value;
-      row.pageViews = pageViews;
-      row.megabytes = Number((text.length / 1e6).toFixed(1));
-      const offset = String(rate);
-      row.store = await timed(() =>
-        store.saveSnapshot({ topic: 'steady', partition: 0, nextOffset: offset, rulesVersion, rulesFingerprint, pageViews, snapshot: text, processorId: 'bench' }),
+    /** Stores a snapshot as the processor does, reads its chain back and restores it. */
+    const measure = async (serialized, offset, link) => {
+      const { kind, text, pageViews, rulesVersion, rulesFingerprint } = serialized.value;
+      const out = { kind, serialize: { wallMs: serialized.wallMs, cpuMs: serialized.cpuMs }, pageViews, megabytes: Number((text.length / 1e6).toFixed(1)) };
+      out.store = await timed(() =>
+        store.saveSnapshot({ topic: `steady-${rate}`, partition: 0, nextOffset: offset, rulesVersion, rulesFingerprint, pageViews, snapshot: text, processorId: 'bench', ...link }),
       );
-      delete row.store.value;
-      const read = await timed(() => store.latestSnapshot('steady', 0, offset));
-      row.read = { wallMs: read.wallMs, cpuMs: read.cpuMs };
-      if (read.value?.snapshot !== text) throw new Error('the stored snapshot did not read back equal');
-      const restored = await timed(() => new PartitionWork().restore(0, read.value.snapshot, 0));
-      row.restore = { wallMs: restored.wallMs, cpuMs: restored.cpuMs };
+      delete out.store.value;
+      const read = await timed(() => store.latestSnapshot(`steady-${rate}`, 0, offset));
+      out.read = { wallMs: read.wallMs, cpuMs: read.cpuMs };
+      const chain = read.value;
+      if (chain === undefined || (chain.deltas.length === 0 ? chain.snapshot : chain.deltas[chain.deltas.length - 1]) !== text)
+        throw new Error('the stored snapshot did not read back equal');
+      const restored = await timed(() => new PartitionWork().restore(0, chain, 0));
+      out.restore = { wallMs: restored.wallMs, cpuMs: restored.cpuMs };
+      return out;
+    };
+    if ('error' in first.value) {
+      row.error = first.value.error;
+    } else {
+      await measure(first, '1', { kind: 'full' });
+      const delta = await snapshot(true);
+      row.delta = await measure(delta, '2', { kind: 'delta', previousOffset: '1', baseOffset: '1' });
+      const full = await snapshot(false);
+      if ('error' in full.value) row.error = full.value.error;
+      else row.full = await measure(full, '3', { kind: 'full' });
     }
     results.push(row);
     const fmt = (t) => (t === undefined ? '—' : `${(t.wallMs / 1000).toFixed(1)} s (${(t.cpuMs / 1000).toFixed(1)} s CPU)`);
+    const line = (m) =>
+      m === undefined ? '—' : `${m.megabytes} MB: serialize ${fmt(m.serialize)}, store ${fmt(m.store)}, read ${fmt(m.read)}, restore ${fmt(m.restore)}`;
     process.stdout.write(
-      `${rate.toLocaleString('en-US')} events/s for ${MINUTES} min: ${row.error ?? `${row.pageViews.toLocaleString('en-US')} page views, ${row.megabytes} MB`}; ` +
-        `first snapshot serialized in ${fmt(row.firstSerialize)}; ${BETWEEN_MS / 1000} s later serialize ${fmt(row.serialize)}, store ${fmt(row.store)}, read ${fmt(row.read)}, restore ${fmt(row.restore)}\n`,
+      `${rate.toLocaleString('en-US')} events/s for ${MINUTES} min: ${row.error ?? `${row.full?.pageViews.toLocaleString('en-US')} page views`}; ` +
+        `first snapshot serialized in ${fmt(row.firstSerialize)}; ${BETWEEN_MS / 1000} s later\n  delta ${line(row.delta)}\n  full  ${line(row.full)}\n`,
     );
   }
 } finally {

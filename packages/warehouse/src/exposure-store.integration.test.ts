@@ -182,9 +182,48 @@ describe('ExposureStore snapshots', () => {
       next_offset: '100',
       rules_fingerprint: '1:100',
       snapshot: '{"small":true}',
+      deltas: [],
     });
     expect(await store.latestSnapshot(topic, 3, '99')).toBeUndefined();
     expect(await store.latestSnapshot('another topic', 3, '9007199254740001')).toBeUndefined();
     expect((await store.latestSnapshot(topic, 4, '9007199254740001'))?.snapshot).toBe('{"other partition":1}');
+  });
+
+  it('reads back a full snapshot with the deltas on it, passing over a chain with a link missing, and prunes by full snapshots', async () => {
+    const topic = 'chains';
+    const save = (offset: number, kind: 'full' | 'delta', previous?: number, base?: number) =>
+      store.saveSnapshot({
+        topic,
+        partition: 0,
+        nextOffset: String(offset),
+        rulesVersion: 1,
+        rulesFingerprint: 'f',
+        pageViews: 1,
+        snapshot: `${kind}@${offset}`,
+        processorId: 'p-1',
+        kind,
+        ...(previous === undefined ? {} : { previousOffset: String(previous), baseOffset: String(base) }),
+      });
+    await save(10, 'full');
+    await save(20, 'delta', 10, 10);
+    await save(30, 'delta', 20, 10);
+    await save(40, 'full');
+    await save(50, 'delta', 40, 40);
+    // Follows a delta at 60 that was never stored.
+    await save(70, 'delta', 60, 40);
+    const at = async (offset: number) => {
+      const stored = await store.latestSnapshot(topic, 0, String(offset));
+      return stored === undefined ? undefined : [stored.next_offset, stored.snapshot, ...stored.deltas];
+    };
+    expect(await at(9)).toBeUndefined();
+    expect(await at(15)).toEqual(['10', 'full@10']);
+    expect(await at(39)).toEqual(['30', 'full@10', 'delta@20', 'delta@30']);
+    expect(await at(40)).toEqual(['40', 'full@40']);
+    expect(await at(1000)).toEqual(['50', 'full@40', 'delta@50']);
+    await expect(save(80, 'delta', 80, 40)).rejects.toThrow(/follows an earlier snapshot/);
+
+    await store.pruneSnapshots(topic, 0, 1);
+    expect(await at(39)).toBeUndefined();
+    expect(await at(1000)).toEqual(['50', 'full@40', 'delta@50']);
   });
 });

@@ -156,9 +156,15 @@ const SNAPSHOT_SPEC = [
   ['snapshot', 'String'],
   ['processor_id', 'String'],
   ['created_at', 'Int64', 'DateTime64(3)'],
+  ['kind', 'String'],
+  ['previous_offset', 'UInt64'],
+  ['base_offset', 'UInt64'],
 ] as const satisfies readonly ColumnSpec[];
 const SNAPSHOTS_TABLE = resultTable('processor_snapshots', SNAPSHOT_SPEC);
 const STORED_SNAPSHOT_TYPES: readonly RowBinaryType[] = ['UInt64', 'String', 'String'];
+
+/** `full`: a partition's whole state; `delta`: what changed since the snapshot before it. */
+export type SnapshotKind = 'full' | 'delta';
 
 /** Appends rows to an {@link EncodedRows} body; one per table per write. */
 export class RowsEncoder {
@@ -245,7 +251,18 @@ export interface ResultsWrite {
 export interface StoredSnapshot {
   readonly next_offset: string;
   readonly rules_fingerprint: string;
+  /** The full snapshot the chain starts from. */
   readonly snapshot: string;
+  /** The deltas on it up to `next_offset`, in order (none when that is the full snapshot's). */
+  readonly deltas: readonly string[];
+}
+
+/** Where a stored snapshot sits on its chain. */
+export interface SnapshotLink {
+  readonly next_offset: string;
+  readonly kind: string;
+  readonly previous_offset: string;
+  readonly base_offset: string;
 }
 
 /**
@@ -338,6 +355,10 @@ export class ExposureStore {
     }
   }
 
+  /**
+   * Stores a partition's snapshot valid at `nextOffset`: a full one, or a delta on the snapshot at
+   * `previousOffset` (whose chain starts at the full snapshot at `baseOffset`).
+   */
   async saveSnapshot(snapshot: {
     topic: string;
     partition: number;
@@ -347,7 +368,20 @@ export class ExposureStore {
     pageViews: number;
     snapshot: string;
     processorId: string;
+    /** Default `full`; a delta names the snapshot it follows and its chain's full one. */
+    kind?: SnapshotKind;
+    previousOffset?: string;
+    baseOffset?: string;
   }): Promise<void> {
+    const kind = snapshot.kind ?? 'full';
+    const previous = kind === 'full' ? snapshot.nextOffset : snapshot.previousOffset;
+    const base = kind === 'full' ? snapshot.nextOffset : snapshot.baseOffset;
+    if (previous === undefined || base === undefined)
+      throw new Error('a delta snapshot names the snapshot it follows (previousOffset) and its full one (baseOffset)');
+    if (kind === 'delta' && !(BigInt(base) <= BigInt(previous) && BigInt(previous) < BigInt(snapshot.nextOffset)))
+      throw new Error(
+        `a delta at ${snapshot.nextOffset} follows an earlier snapshot (previousOffset ${previous}) on a chain that starts no later (baseOffset ${base})`,
+      );
     // ASCII JSON mostly: one byte per character, and the writer grows if that is short.
     const out = new RowBinaryWriter(snapshot.snapshot.length + 1024);
     out.string(snapshot.topic);
@@ -359,43 +393,110 @@ export class ExposureStore {
     out.string(snapshot.snapshot);
     out.string(snapshot.processorId);
     out.int64(Date.now());
+    out.string(kind);
+    out.uint64(Number(previous));
+    out.uint64(Number(base));
     await this.insertEncoded(SNAPSHOTS_TABLE, { rows: 1, body: out.finish() }, undefined);
   }
 
-  /** The newest snapshot of a partition valid at or before `atMostOffset`. */
+  /**
+   * The newest state of a partition stored at or before `atMostOffset`: a full snapshot and the
+   * deltas on it up to there. A delta whose chain is broken (one before it missing, or its full
+   * snapshot) is passed over for the newest one whose chain is whole.
+   */
   async latestSnapshot(
     topic: string,
     partition: number,
     atMostOffset: string,
   ): Promise<StoredSnapshot | undefined> {
+    const links = await (
+      await this.client.query({
+        query: `SELECT toString(next_offset) AS at, kind, toString(previous_offset) AS previous, toString(base_offset) AS base
+                FROM ${this.db}.processor_snapshots FINAL
+                WHERE topic = {topic:String} AND partition = {partition:UInt32} AND next_offset <= {at:UInt64}
+                ORDER BY next_offset DESC`,
+        query_params: { topic, partition, at: atMostOffset },
+        format: 'JSONEachRow',
+      })
+    ).json<{ at: string; kind: string; previous: string; base: string }>();
+    const chain = newestWholeChain(
+      links.map(({ at, kind, previous, base }) => ({ next_offset: at, kind, previous_offset: previous, base_offset: base })),
+    );
+    if (chain === undefined) return undefined;
+    const texts = await this.snapshotTexts(topic, partition, chain);
+    const [full, ...deltas] = chain.map((offset) => texts.get(offset));
+    const newest = texts.get(chain[chain.length - 1] as string);
+    if (full === undefined || newest === undefined || deltas.some((d) => d === undefined))
+      throw new Error(`snapshots of ${topic}/${partition} went missing while being read; start again`);
+    return {
+      next_offset: chain[chain.length - 1] as string,
+      rules_fingerprint: newest.fingerprint,
+      snapshot: full.text,
+      deltas: deltas.map((d) => (d as { text: string }).text),
+    };
+  }
+
+  /** The texts of the snapshots at `offsets`, with their rules fingerprints. */
+  private async snapshotTexts(
+    topic: string,
+    partition: number,
+    offsets: readonly string[],
+  ): Promise<Map<string, { fingerprint: string; text: string }>> {
     const result = await this.client.exec({
       query: `SELECT s.next_offset, s.rules_fingerprint, s.snapshot
               FROM ${this.db}.processor_snapshots AS s FINAL
-              WHERE s.topic = {topic:String} AND s.partition = {partition:UInt32} AND s.next_offset <= {at:UInt64}
-              ORDER BY s.next_offset DESC LIMIT 1
+              WHERE s.topic = {topic:String} AND s.partition = {partition:UInt32} AND s.next_offset IN {offsets:Array(UInt64)}
+              ORDER BY s.next_offset
               FORMAT RowBinary`,
-      query_params: { topic, partition, at: atMostOffset },
+      query_params: { topic, partition, offsets: offsets.map(Number) },
     });
     const chunks: Buffer[] = [];
     for await (const chunk of result.stream) chunks.push(chunk as Buffer);
-    const [row] = readRowBinary(Buffer.concat(chunks), STORED_SNAPSHOT_TYPES);
-    if (row === undefined) return undefined;
-    const [offset, fingerprint, text] = row as [number, string, string];
-    return { next_offset: offset.toString(), rules_fingerprint: fingerprint, snapshot: text };
+    const texts = new Map<string, { fingerprint: string; text: string }>();
+    for (const row of readRowBinary(Buffer.concat(chunks), STORED_SNAPSHOT_TYPES)) {
+      const [offset, fingerprint, text] = row as [number, string, string];
+      texts.set(offset.toString(), { fingerprint, text });
+    }
+    return texts;
   }
 
-  /** Keeps the newest `keep` snapshots of a partition (older ones can never be needed again). */
+  /**
+   * Keeps the newest `keep` full snapshots of a partition and every delta after the oldest of
+   * them (older ones can never be needed again: a restore starts at the newest whole chain).
+   */
   async pruneSnapshots(topic: string, partition: number, keep: number): Promise<void> {
     await this.client.command({
       query: `DELETE FROM ${this.db}.processor_snapshots
               WHERE topic = {topic:String} AND partition = {partition:UInt32} AND next_offset < (
                 SELECT min(next_offset) FROM (
                   SELECT next_offset FROM ${this.db}.processor_snapshots
-                  WHERE topic = {topic:String} AND partition = {partition:UInt32}
+                  WHERE topic = {topic:String} AND partition = {partition:UInt32} AND kind = 'full'
                   ORDER BY next_offset DESC LIMIT {keep:UInt32}))`,
       query_params: { topic, partition, keep },
     });
   }
+}
+
+/**
+ * The offsets of the newest whole chain among `links` (newest first): a full snapshot and the
+ * deltas on it, each following the one before, in order.
+ */
+export function newestWholeChain(links: readonly SnapshotLink[]): string[] | undefined {
+  const at = new Map(links.map((link) => [link.next_offset, link]));
+  for (const newest of links) {
+    const chain: string[] = [];
+    let link: SnapshotLink | undefined = newest;
+    while (link !== undefined && link.kind === 'delta' && link.base_offset === newest.base_offset) {
+      chain.push(link.next_offset);
+      // Offsets only go back along a chain, so this ends.
+      link = BigInt(link.previous_offset) < BigInt(link.next_offset) ? at.get(link.previous_offset) : undefined;
+    }
+    if (link?.kind === 'full' && link.next_offset === newest.base_offset) {
+      chain.push(link.next_offset);
+      return chain.reverse();
+    }
+  }
+  return undefined;
 }
 
 /**

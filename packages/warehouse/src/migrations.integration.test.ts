@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Warehouse } from './client.js';
 import { MIGRATIONS, MigrationError, migrate, type Migration } from './migrations.js';
 import { billingReport } from './billing.js';
+import { ExposureStore } from './exposure-store.js';
 import { openTestWarehouse, uniqueName, type TestWarehouse } from '../../../test/support.js';
 
 let opened: TestWarehouse;
@@ -84,7 +85,7 @@ describe('migrations', () => {
       await expect(billingReport(upgraded.client, db, { ...period, by: 'ad' })).rejects.toThrow(
         /has no column retracted: this database was made by an older dwell\. Start a processor of this version once/,
       );
-      expect((await migrate(upgraded)).applied).toEqual([7]);
+      expect((await migrate(upgraded, MIGRATIONS.filter((m) => m.version <= 7))).applied).toEqual([7]);
       const rows = await (await upgraded.client.query({ query: `SELECT impression_id, retracted FROM ${db}.impressions FINAL`, format: 'JSONEachRow' })).json();
       expect(rows).toEqual([{ impression_id: 'i', retracted: 0 }]);
       expect((await billingReport(upgraded.client, db, { ...period, by: 'ad' })).map((r) => [r.key, r.impressions, r.viewable_impressions])).toEqual([['ad-1', 1, 1]]);
@@ -94,6 +95,44 @@ describe('migrations', () => {
         format: 'JSONEachRow',
       });
       expect((await view.json<{ key: string; impressions: string | number }>()).map((r) => [r.key, Number(r.impressions)])).toEqual([['ad-1', 1]]);
+    } finally {
+      await upgraded.client.command({ query: `DROP DATABASE IF EXISTS ${db}` });
+    }
+  });
+
+  it('reads snapshots stored before migration 8 as full ones', async () => {
+    const upgraded: Warehouse = { ...warehouse, database: uniqueName('wh_chains') };
+    const db = upgraded.database;
+    await upgraded.client.command({ query: `CREATE DATABASE ${db}` });
+    try {
+      await migrate(upgraded, MIGRATIONS.filter((m) => m.version <= 7));
+      // A snapshot as a processor of the older version stored it: without the chain columns.
+      await upgraded.client.command({
+        query: `INSERT INTO ${db}.processor_snapshots (topic, partition, next_offset, rules_version, rules_fingerprint, page_views, snapshot, processor_id, created_at)
+                VALUES ('t', 0, 42, 1, 'f', 1, '{"whole":1}', 'p', now64(3))`,
+      });
+      expect((await migrate(upgraded)).applied).toEqual([8]);
+      const store = new ExposureStore(upgraded);
+      expect(await store.latestSnapshot('t', 0, '100')).toEqual({
+        next_offset: '42',
+        rules_fingerprint: 'f',
+        snapshot: '{"whole":1}',
+        deltas: [],
+      });
+      await store.saveSnapshot({
+        topic: 't',
+        partition: 0,
+        nextOffset: '50',
+        rulesVersion: 1,
+        rulesFingerprint: 'f',
+        pageViews: 1,
+        snapshot: '{"since":1}',
+        processorId: 'p',
+        kind: 'delta',
+        previousOffset: '42',
+        baseOffset: '42',
+      });
+      expect((await store.latestSnapshot('t', 0, '100'))?.deltas).toEqual(['{"since":1}']);
     } finally {
       await upgraded.client.command({ query: `DROP DATABASE IF EXISTS ${db}` });
     }

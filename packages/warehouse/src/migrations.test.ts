@@ -14,6 +14,7 @@ const RELEASED: ReadonlyArray<readonly [version: number, name: string, checksum:
   [5, 'minutes_by_day', 'f95a22ebf54f4c7d'],
   [6, 'billing_views', 'c3767b209d631c5f'],
   [7, 'impression_retractions', '4464f337aa87c97f'],
+  [8, 'snapshot_chains', 'ebe555f19500d176'],
 ];
 
 describe('migrations', () => {

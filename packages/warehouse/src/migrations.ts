@@ -351,6 +351,18 @@ ${EXPOSURE_MINUTES_COLUMNS}      ENGINE = ReplacingMergeTree(version)
       ...BILLING_VIEW_DIMENSIONS.map((dimension) => billingViewStatement(dimension, true)),
     ],
   },
+  {
+    version: 8,
+    name: 'snapshot_chains',
+    statements: [
+      // A snapshot is a full one or a delta: what changed since the snapshot at previous_offset,
+      // on the chain of deltas that starts at the full snapshot at base_offset. Rows written before
+      // this migration are full ones (both offsets their own).
+      `ALTER TABLE {db}.processor_snapshots ADD COLUMN IF NOT EXISTS kind LowCardinality(String) DEFAULT 'full'`,
+      `ALTER TABLE {db}.processor_snapshots ADD COLUMN IF NOT EXISTS previous_offset UInt64 DEFAULT next_offset`,
+      `ALTER TABLE {db}.processor_snapshots ADD COLUMN IF NOT EXISTS base_offset UInt64 DEFAULT next_offset`,
+    ],
+  },
 ];
 
 export interface MigrationReport {

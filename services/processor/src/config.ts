@@ -31,6 +31,11 @@ export const PROCESSOR_SETTINGS = {
     10,
     { min: 1, max: 100 },
   ),
+  PROCESSOR_SNAPSHOT_DELTA_PERCENT: env.int(
+    'How large the deltas on a full snapshot may grow, percent of it, before a partition\'s next snapshot is full again. A full snapshot stores the partition\'s whole state; a delta only what changed since the snapshot before it. A restore reads the full snapshot and every delta on it, so this bounds it to (100 + this) percent of a full one. 0: every snapshot is full.',
+    200,
+    { min: 0 },
+  ),
   PROCESSOR_WORKER_THREAD: env.boolean(
     'Read records and compute exposure in a worker thread, beside the thread that consumes Kafka and writes ClickHouse (false: one thread does all).',
     true,

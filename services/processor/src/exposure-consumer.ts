@@ -7,7 +7,7 @@ import type { ExposureStore, ProcessedRange, ResultsWrite } from '@dwell/warehou
 import { Mutex } from './mutex.js';
 import type { PartitionEngine } from './partition-engine.js';
 import type { AppliedBatch, Rejection } from './partition-work.js';
-import { snapshotIntervalMs } from './snapshot-pacing.js';
+import { deltaAllowed, snapshotIntervalMs, type SnapshotChain } from './snapshot-pacing.js';
 import { firstImpressionTurn, lagMs, nextImpressionTurn, writeIntervalMs } from './write-pacing.js';
 
 export interface ExposureConsumerOptions {
@@ -28,6 +28,8 @@ export interface ExposureConsumerOptions {
   readonly snapshotIntervalMs: number;
   /** Most of the time snapshots may take, percent (see snapshot-pacing.ts). */
   readonly snapshotMaxPercent: number;
+  /** How large the deltas on a full snapshot may grow, percent of it, before the next snapshot is full again (see snapshot-pacing.ts). */
+  readonly snapshotDeltaPercent: number;
   /** Snapshots kept per partition. */
   readonly keepSnapshots: number;
   readonly rules?: RulesConfig;
@@ -46,6 +48,8 @@ interface PartitionState {
   snapshotTime: number;
   /** What its last snapshot cost, serializing and storing it, ms (0: none taken yet). */
   snapshotCostMs: number;
+  /** The chain its last snapshot stored by this processor is on; undefined: the next one is full. */
+  chain: SnapshotChain | undefined;
   /** A seek was issued; batches that do not start at nextOffset are stale and skipped. */
   awaitingSeek: boolean;
   /** Page views held, as of the last write or restore. */
@@ -331,6 +335,7 @@ export class ExposureConsumer {
       snapshotAt: offset,
       snapshotTime: Date.now(),
       snapshotCostMs: 0,
+      chain: undefined,
       awaitingSeek: seek,
       pageViews,
       backlog: 0,
@@ -341,9 +346,15 @@ export class ExposureConsumer {
     });
     const stored = await this.store.latestSnapshot(this.options.topic, partition, committed.toString());
     if (stored !== undefined) {
-      const pageViews = await this.engine.restore(partition, stored.snapshot, lastInLog);
+      const pageViews = await this.engine.restore(partition, stored, lastInLog);
       const at = Number(stored.next_offset);
-      this.log.info('partition resumed from snapshot', { partition, offset: stored.next_offset, pageViews });
+      this.metrics.restored(stored.deltas.length > 0 ? 'chain' : 'full');
+      this.log.info('partition resumed from snapshot', {
+        partition,
+        offset: stored.next_offset,
+        deltas: stored.deltas.length,
+        pageViews,
+      });
       if (at < committed) this.consumer.seek({ topic: this.options.topic, partition, offset: at.toString() });
       return fresh(at, pageViews, at < committed);
     }
@@ -482,9 +493,11 @@ export class ExposureConsumer {
       .filter((state) => state.nextOffset !== state.snapshotAt && !state.awaitingSeek)
       .map((state) => {
         state.snapshotTime = now;
-        return state;
-      })
-      .map((state) => ({ state, offset: state.nextOffset, snapshot: this.engine.snapshot(state.partition) }));
+        // A delta continues the chain only if it is stored; until then the next snapshot is full.
+        const chain = deltaAllowed(state.chain, state.snapshotAt, this.options.snapshotDeltaPercent) ? state.chain : undefined;
+        state.chain = undefined;
+        return { state, chain, offset: state.nextOffset, snapshot: this.engine.snapshot(state.partition, chain !== undefined) };
+      });
     if (wanted.length === 0) return;
     const written = this.writes;
     const batches = [...this.batchesAhead];
@@ -495,8 +508,10 @@ export class ExposureConsumer {
       await this.deadLettersSent;
       if (this.failure !== undefined) throw this.failure;
       const commits: Array<{ topic: string; partition: number; offset: string }> = [];
-      for (const { state, offset, snapshot } of wanted) {
-        const { text, pageViews, rulesVersion, rulesFingerprint, serializeMs } = await snapshot;
+      for (const { state, chain, offset, snapshot } of wanted) {
+        const { kind, text, pageViews, rulesVersion, rulesFingerprint, serializeMs } = await snapshot;
+        // The engine makes a full snapshot where it has no base for a delta.
+        const link = kind === 'delta' && chain !== undefined ? chain : undefined;
         let storeMs = 0;
         await this.retry(
           'store a snapshot',
@@ -511,14 +526,22 @@ export class ExposureConsumer {
               pageViews,
               snapshot: text,
               processorId: this.options.processorId,
+              ...(link === undefined
+                ? { kind: 'full' as const }
+                : { kind: 'delta' as const, previousOffset: link.last.toString(), baseOffset: link.base.toString() }),
             });
             storeMs = Date.now() - started;
           },
           keepAlive,
         );
         state.snapshotCostMs = serializeMs + storeMs;
-        this.metrics.snapshot(text.length, state.snapshotCostMs);
+        this.metrics.snapshot(link === undefined ? 'full' : 'delta', text.length, state.snapshotCostMs);
         state.snapshotAt = offset;
+        if (this.partitions.get(state.partition) === state)
+          state.chain =
+            link === undefined
+              ? { base: offset, last: offset, baseBytes: text.length, deltaBytes: 0 }
+              : { ...link, last: offset, deltaBytes: link.deltaBytes + text.length };
         commits.push({ topic: this.options.topic, partition: state.partition, offset: offset.toString() });
       }
       try {
@@ -628,13 +651,17 @@ function processorMetrics(
   const minuteRows = rows.labels({ table: 'exposure_minutes' });
   const snapshotBytes = registry.histogram(
     'dwell_processor_snapshot_bytes',
-    'Size of partition snapshots.',
+    'Size of partition snapshots, by kind: full, or a delta on the one before.',
     [1e3, 1e4, 1e5, 1e6, 1e7, 1e8],
   );
   const snapshotMs = registry.histogram(
     'dwell_processor_snapshot_duration_ms',
-    'What a partition snapshot cost: serializing it (which holds up the partition\'s thread) and storing it, ms.',
+    'What a partition snapshot cost, by kind (full, or a delta on the one before): serializing it (which holds up the partition\'s thread) and storing it, ms.',
     [100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000],
+  );
+  const restores = registry.counter(
+    'dwell_processor_snapshot_restores_total',
+    'Partitions resumed from a stored snapshot, by what was read: a full snapshot alone, or a chain (a full snapshot and the deltas on it).',
   );
   registry.gauge(
     'dwell_processor_snapshot_interval_ms',
@@ -688,9 +715,12 @@ function processorMetrics(
       minuteRows.inc(minutes);
       if (freshnessMs !== undefined) freshness.observe(freshnessMs);
     },
-    snapshot(bytes: number, ms: number): void {
-      snapshotBytes.observe(bytes);
-      snapshotMs.observe(ms);
+    snapshot(kind: 'full' | 'delta', bytes: number, ms: number): void {
+      snapshotBytes.observe(bytes, { kind });
+      snapshotMs.observe(ms, { kind });
+    },
+    restored(kind: 'full' | 'chain'): void {
+      restores.inc(1, { kind });
     },
     retried(what: string): void {
       retries.inc(1, { what });

@@ -11,17 +11,25 @@
 import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { RulesConfig } from '@dwell/exposure';
-import { PartitionWork, type AppliedBatch, type SnapshotText, type TakeRequest, type TakenResults } from './partition-work.js';
+import {
+  PartitionWork,
+  type AppliedBatch,
+  type SnapshotText,
+  type StoredState,
+  type TakeRequest,
+  type TakenResults,
+} from './partition-work.js';
 import { joinEncodedRows, type EncodedRows } from '@dwell/warehouse';
 
 export interface PartitionEngine {
   /** `trustFrom`: see PartitionWork.restore. */
-  restore(partition: number, snapshot: string | null, trustFrom: number): Promise<number>;
+  restore(partition: number, stored: StoredState | null, trustFrom: number): Promise<number>;
   drop(partition: number): void;
   /** Applies a partition's next records; the batch may be copied, never kept. */
   apply(partition: number, values: ReadonlyArray<Buffer | null>): Promise<AppliedBatch>;
   take(versions: ReadonlyArray<TakeRequest>): Promise<TakenResults>;
-  snapshot(partition: number): Promise<SnapshotText>;
+  /** See PartitionWork.snapshot. */
+  snapshot(partition: number, delta: boolean): Promise<SnapshotText>;
   /**
    * The operating system's ids of the worker threads doing the work, one entry per thread in the
    * order partitions are spread over them (undefined: not known, or not started yet); empty when
@@ -39,8 +47,8 @@ export class InThreadEngine implements PartitionEngine {
     this.work = new PartitionWork(rules);
   }
 
-  restore(partition: number, snapshot: string | null, trustFrom: number): Promise<number> {
-    return settle(() => this.work.restore(partition, snapshot, trustFrom));
+  restore(partition: number, stored: StoredState | null, trustFrom: number): Promise<number> {
+    return settle(() => this.work.restore(partition, stored, trustFrom));
   }
 
   drop(partition: number): void {
@@ -55,8 +63,8 @@ export class InThreadEngine implements PartitionEngine {
     return settle(() => this.work.take(versions));
   }
 
-  snapshot(partition: number): Promise<SnapshotText> {
-    return settle(() => this.work.snapshot(partition));
+  snapshot(partition: number, delta: boolean): Promise<SnapshotText> {
+    return settle(() => this.work.snapshot(partition, delta));
   }
 
   workerThreadIds(): ReadonlyArray<number | undefined> {
@@ -81,7 +89,7 @@ export type WorkerRequest =
   | {
       readonly op: 'restore';
       readonly partition: number;
-      readonly snapshot: string | null;
+      readonly stored: StoredState | null;
       readonly trustFrom: number;
     }
   | { readonly op: 'drop'; readonly partition: number }
@@ -93,7 +101,7 @@ export type WorkerRequest =
       readonly lengths: Int32Array;
     }
   | { readonly op: 'take'; readonly versions: ReadonlyArray<TakeRequest> }
-  | { readonly op: 'snapshot'; readonly partition: number };
+  | { readonly op: 'snapshot'; readonly partition: number; readonly delta: boolean };
 
 export type WorkerAnswer =
   { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: string };
@@ -125,8 +133,8 @@ export class WorkerThreadEngine implements PartitionEngine {
     this.worker.on('exit', (code) => fail(new Error(`the partition worker thread exited (code ${code})`)));
   }
 
-  restore(partition: number, snapshot: string | null, trustFrom: number): Promise<number> {
-    return this.request({ op: 'restore', partition, snapshot, trustFrom }) as Promise<number>;
+  restore(partition: number, stored: StoredState | null, trustFrom: number): Promise<number> {
+    return this.request({ op: 'restore', partition, stored, trustFrom }) as Promise<number>;
   }
 
   drop(partition: number): void {
@@ -160,8 +168,8 @@ export class WorkerThreadEngine implements PartitionEngine {
     return this.request({ op: 'take', versions }) as Promise<TakenResults>;
   }
 
-  snapshot(partition: number): Promise<SnapshotText> {
-    return this.request({ op: 'snapshot', partition }) as Promise<SnapshotText>;
+  snapshot(partition: number, delta: boolean): Promise<SnapshotText> {
+    return this.request({ op: 'snapshot', partition, delta }) as Promise<SnapshotText>;
   }
 
   workerThreadIds(): ReadonlyArray<number | undefined> {
@@ -201,8 +209,8 @@ export class SpreadEngine implements PartitionEngine {
     return this.engines[partition % this.engines.length] as PartitionEngine;
   }
 
-  restore(partition: number, snapshot: string | null, trustFrom: number): Promise<number> {
-    return this.of(partition).restore(partition, snapshot, trustFrom);
+  restore(partition: number, stored: StoredState | null, trustFrom: number): Promise<number> {
+    return this.of(partition).restore(partition, stored, trustFrom);
   }
 
   drop(partition: number): void {
@@ -237,8 +245,8 @@ export class SpreadEngine implements PartitionEngine {
     return { impressions: joinEncodedRows(impressions), minutes: joinEncodedRows(minutes), partitions };
   }
 
-  snapshot(partition: number): Promise<SnapshotText> {
-    return this.of(partition).snapshot(partition);
+  snapshot(partition: number, delta: boolean): Promise<SnapshotText> {
+    return this.of(partition).snapshot(partition, delta);
   }
 
   workerThreadIds(): ReadonlyArray<number | undefined> {

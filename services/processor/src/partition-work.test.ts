@@ -21,9 +21,25 @@ describe('PartitionWork.snapshot', () => {
     const snapshot = work.snapshot(7);
     expect(snapshot.pageViews).toBe(20);
     expect(snapshot.serializeMs).toBeGreaterThanOrEqual(0);
+    expect(snapshot.kind).toBe('full');
     const again = new PartitionWork();
-    expect(again.restore(7, snapshot.text, 0)).toBe(20);
+    expect(again.restore(7, { snapshot: snapshot.text, deltas: [] }, 0)).toBe(20);
     expect(again.snapshot(7).text).toBe(snapshot.text);
+  });
+
+  it('gives a delta when asked and there is a base for one, and a full snapshot when there is none', () => {
+    const work = filled();
+    expect(work.snapshot(7, true).kind).toBe('full');
+    const base = work.snapshot(7);
+    const more = workload({ seed: 4, pageViews: 3, eventsPerPageView: 5, baseMs: 1_764_000_005_000, spreadMs: 1_000 });
+    work.apply(7, more.map((event) => encodePageEvent(event)));
+    const delta = work.snapshot(7, true);
+    expect(delta.kind).toBe('delta');
+    expect(delta.pageViews).toBe(23);
+    expect(delta.text.length).toBeLessThan(base.text.length);
+    const again = new PartitionWork();
+    expect(again.restore(7, { snapshot: base.text, deltas: [delta.text] }, 0)).toBe(23);
+    expect(again.snapshot(7).text).toBe(work.snapshot(7).text);
   });
 
   it('says what to do when the state is too large for one text', () => {

@@ -61,7 +61,15 @@ export interface TakenResults {
   }>;
 }
 
+/** A partition's state as stored: a full snapshot and the deltas on it, in order. */
+export interface StoredState {
+  readonly snapshot: string;
+  readonly deltas: readonly string[];
+}
+
 export interface SnapshotText {
+  /** `delta`: what changed since the partition's previous snapshot (see PartitionExposure.deltaText). */
+  readonly kind: 'full' | 'delta';
   readonly text: string;
   readonly pageViews: number;
   readonly rulesVersion: number;
@@ -89,15 +97,19 @@ export class PartitionWork {
   }
 
   /**
-   * Starts a partition from a snapshot (JSON text) or empty; returns its page views. `trustFrom`:
-   * the last offset an earlier owner of the partition may have written rows for (the log end when
-   * this one started), below which every write carries complete rows.
+   * Starts a partition from a stored state (JSON texts) or empty; returns its page views.
+   * `trustFrom`: the last offset an earlier owner of the partition may have written rows for (the
+   * log end when this one started), below which every write carries complete rows.
    */
-  restore(partition: number, snapshot: string | null, trustFrom: number): number {
+  restore(partition: number, stored: StoredState | null, trustFrom: number): number {
     const exposure =
-      snapshot === null
+      stored === null
         ? new PartitionExposure(this.rules)
-        : PartitionExposure.restore(JSON.parse(snapshot), this.rules);
+        : PartitionExposure.restore(
+            JSON.parse(stored.snapshot),
+            this.rules,
+            stored.deltas.map((delta) => JSON.parse(delta) as unknown),
+          );
     this.held.set(partition, {
       exposure,
       trust: new WriteTrust(trustFrom),
@@ -182,15 +194,25 @@ export class PartitionWork {
     return { impressions: impressions.finish(), minutes: minutes.finish(), partitions };
   }
 
-  snapshot(partition: number): SnapshotText {
+  /**
+   * The partition's state as JSON text: with `delta`, what changed since its previous snapshot or
+   * delta (or restore), when there was one; otherwise, or without one, all of it. Either way the
+   * state now is the base of the next delta.
+   */
+  snapshot(partition: number, delta = false): SnapshotText {
     const held = this.held.get(partition);
     if (held === undefined) throw new Error(`partition ${partition} is not restored`);
     const started = performance.now();
     const { exposure } = held;
     const pageViews = exposure.pageViewsInMemory;
-    let text: string;
+    let text: string | undefined;
+    let kind: SnapshotText['kind'] = 'delta';
     try {
-      text = exposure.snapshotText();
+      if (delta) text = exposure.deltaText();
+      if (text === undefined) {
+        kind = 'full';
+        text = exposure.snapshotText();
+      }
     } catch (error) {
       if (!(error instanceof RangeError)) throw error;
       throw new Error(
@@ -199,6 +221,7 @@ export class PartitionWork {
       );
     }
     return {
+      kind,
       text,
       pageViews,
       rulesVersion: exposure.rulesVersion,

@@ -15,7 +15,7 @@ const work = new PartitionWork(rules ?? undefined);
 function serve(request: WorkerRequest): unknown {
   switch (request.op) {
     case 'restore':
-      return work.restore(request.partition, request.snapshot, request.trustFrom);
+      return work.restore(request.partition, request.stored, request.trustFrom);
     case 'drop':
       work.drop(request.partition);
       return null;
@@ -36,7 +36,7 @@ function serve(request: WorkerRequest): unknown {
     case 'take':
       return work.take(request.versions);
     case 'snapshot':
-      return work.snapshot(request.partition);
+      return work.snapshot(request.partition, request.delta);
   }
 }
 

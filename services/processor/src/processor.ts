@@ -84,6 +84,7 @@ export async function startProcessor(config: ProcessorConfig, logger: Logger, ho
       impressionIntervalMs: config.PROCESSOR_IMPRESSION_INTERVAL_MS,
       snapshotIntervalMs: config.PROCESSOR_SNAPSHOT_INTERVAL_MS,
       snapshotMaxPercent: config.PROCESSOR_SNAPSHOT_MAX_PERCENT,
+      snapshotDeltaPercent: config.PROCESSOR_SNAPSHOT_DELTA_PERCENT,
       keepSnapshots: 3,
     },
   });

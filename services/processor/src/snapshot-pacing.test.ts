@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { snapshotIntervalMs } from './snapshot-pacing.js';
+import { deltaAllowed, snapshotIntervalMs } from './snapshot-pacing.js';
 
 describe('snapshotIntervalMs', () => {
   it('is the base interval while snapshots are cheap, and before the first one', () => {
@@ -19,5 +19,20 @@ describe('snapshotIntervalMs', () => {
 
   it('counts a partition alone as one, before any is assigned', () => {
     expect(snapshotIntervalMs(30_000, 20_000, 0, 10)).toBe(200_000);
+  });
+});
+
+describe('deltaAllowed', () => {
+  const chain = { base: 100, last: 400, baseBytes: 1_000, deltaBytes: 1_999 };
+
+  it('continues a chain whose last snapshot is the partition\'s last, while its deltas add up to less than the share', () => {
+    expect(deltaAllowed(chain, 400, 200)).toBe(true);
+    expect(deltaAllowed({ ...chain, deltaBytes: 2_000 }, 400, 200)).toBe(false);
+    expect(deltaAllowed({ ...chain, deltaBytes: 0 }, 400, 0)).toBe(false);
+  });
+
+  it('starts again with a full snapshot without a chain, or when the last snapshot is not the chain\'s', () => {
+    expect(deltaAllowed(undefined, 400, 200)).toBe(false);
+    expect(deltaAllowed(chain, 500, 200)).toBe(false);
   });
 });

@@ -17,3 +17,27 @@
 export function snapshotIntervalMs(baseMs: number, lastCostMs: number, partitions: number, maxPercent: number): number {
   return Math.max(baseMs, Math.ceil((lastCostMs * Math.max(1, partitions) * 100) / maxPercent));
 }
+
+/**
+ * Where a partition's snapshots stand: a full snapshot stored at offset `base`, then deltas, the
+ * last stored at `last`. A restore reads all of them, so the deltas may add up to only so much of
+ * the full one before the next snapshot is full again.
+ */
+export interface SnapshotChain {
+  readonly base: number;
+  readonly last: number;
+  readonly baseBytes: number;
+  readonly deltaBytes: number;
+}
+
+/**
+ * Whether a partition's next snapshot may be a delta on its chain: the chain's last snapshot is
+ * the partition's last one (`snapshotAt`), and its deltas add up to less than `maxDeltaPercent`
+ * of its full snapshot. A delta costs what changed since the last snapshot; a full one, what is
+ * held. Under steady traffic most of what is held is idle (closed page views waiting out the
+ * lateness window), so deltas are a fraction of a full snapshot; at 200 percent a full one is
+ * stored about every 2 × (full / delta) snapshots, and a restore reads at most three times a full one.
+ */
+export function deltaAllowed(chain: SnapshotChain | undefined, snapshotAt: number, maxDeltaPercent: number): boolean {
+  return chain !== undefined && chain.last === snapshotAt && chain.deltaBytes * 100 < chain.baseBytes * maxDeltaPercent;
+}
