@@ -412,7 +412,7 @@ try {
           store.saveSnapshot = async (snapshot) => {
             const started = Date.now();
             await saveSnapshot(snapshot);
-            snapshots.push({ started, ms: Date.now() - started, partition: snapshot.partition, pageViews: snapshot.pageViews, chars: snapshot.snapshot.length });
+            snapshots.push({ started, ms: Date.now() - started, partition: snapshot.partition, kind: snapshot.kind ?? 'full', pageViews: snapshot.pageViews, chars: snapshot.snapshot.length });
           };
           return store;
         },
@@ -497,7 +497,9 @@ try {
     // What the snapshots cost in all, serializing (in the partition's worker) and storing, from
     // the processor's own histogram: with the stores timed above, what serializing took.
     const metricsText = await metricsOf(processor);
-    const metric = (name) => Number(metricsText.match(new RegExp(`^${name} (\\S+)$`, 'm'))?.[1] ?? Number.NaN);
+    // Summed over labels (a snapshot's cost is labelled with its kind, full or delta).
+    const metric = (name) =>
+      [...metricsText.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce((sum, m) => sum + Number(m[1]), 0);
     const snapshotsBeforeStop = snapshots.length;
     const snapshotCost = { count: metric('dwell_processor_snapshot_duration_ms_count'), ms: metric('dwell_processor_snapshot_duration_ms_sum') };
     await processor.stop();

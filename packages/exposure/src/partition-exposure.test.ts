@@ -525,4 +525,29 @@ describe('deltas', () => {
     );
     expect(PartitionExposure.restore(base, config, [delta]).snapshot()).toEqual(p.snapshot());
   });
+
+  it('makes ahead the texts of page views quiet for a while, with no report pending, and only once', () => {
+    const p = new PartitionExposure(config);
+    // Before a first snapshot text nothing is kept for one: nothing to make ahead.
+    p.apply(at('early', 1, 0));
+    expect(p.prepareTexts(0, () => true)).toBe(0);
+    p.takeChanges();
+    p.snapshotText();
+    p.apply(at('quiet', 1, 100));
+    p.apply(at('busy', 1, 100));
+    p.apply(at('busy', 2, 700));
+    // `quiet` changed but its report is pending.
+    expect(p.prepareTexts(500, () => true)).toBe(0);
+    p.takeChanges();
+    // 600 ms quiet against 0.
+    expect(p.prepareTexts(500, () => true)).toBe(1);
+    expect(p.prepareTexts(500, () => true)).toBe(0);
+    expect(p.prepareTexts(0, () => true)).toBe(1);
+    // A deadline already passed makes none.
+    p.apply(at('busy', 3, 900));
+    p.takeChanges();
+    expect(p.prepareTexts(0, () => false)).toBe(0);
+    const delta = parse(p.deltaText());
+    expect((delta['opened'] as unknown[]).length).toBe(2);
+  });
 });

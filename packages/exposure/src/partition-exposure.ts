@@ -115,10 +115,22 @@ interface Entry {
   baseRevision: number;
   /** Opened since the last snapshot or delta. */
   fresh: boolean;
+  /** In `toPrepare`. */
+  queued: boolean;
 }
 
 function newEntry(state: PageViewState, fresh: boolean): Entry {
-  return { state, changed: false, due: false, closed: false, text: undefined, textRevision: 0, baseRevision: -1, fresh };
+  return {
+    state,
+    changed: false,
+    due: false,
+    closed: false,
+    text: undefined,
+    textRevision: 0,
+    baseRevision: -1,
+    fresh,
+    queued: false,
+  };
 }
 
 /**
@@ -158,6 +170,9 @@ export class PartitionExposure {
   private removedSince: string[] = [];
   private closedAdded = new Set<string>();
   private closedDropped: string[] = [];
+  /** Open page views changed since their text was last made, from `prepareHead` on, in order of change (flag-guarded). */
+  private toPrepare: Entry[] = [];
+  private prepareHead = 0;
 
   /** `config` defaults to rules version 1; a bad config throws RulesConfigError. */
   constructor(config: RulesConfig = DEFAULT_RULES_CONFIG) {
@@ -336,6 +351,53 @@ export class PartitionExposure {
     return text;
   }
 
+  /**
+   * Makes the snapshot texts of changed page views ahead of the next snapshot or delta, while
+   * `goOn()` says so (asked every few dozen page views): of those that took no event for `idleMs` of the
+   * watermark and have no report pending, which most likely stay as they are until they close.
+   * Their texts are then kept, so that snapshot or delta serializes only what is still active
+   * and holds up the partition's thread for that much less. Call it when the thread is idle; it
+   * changes no result and no snapshot. Returns the texts made.
+   */
+  prepareTexts(idleMs: number, goOn: () => boolean): number {
+    const queue = this.toPrepare;
+    const watermark = this.watermark;
+    // One pass at most: the page views still active go to the back for a later call.
+    const end = queue.length;
+    let made = 0;
+    let i = this.prepareHead;
+    for (let n = 0; i < end; i++, n++) {
+      if ((n & 63) === 0 && !goOn()) break;
+      const e = queue[i] as Entry;
+      if (e.closed) {
+        e.queued = false;
+        continue;
+      }
+      if (e.changed || e.due || !(watermark - (e.state.lastRecvMs ?? watermark) >= idleMs)) {
+        queue.push(e);
+        continue;
+      }
+      e.queued = false;
+      if (e.text === undefined || e.textRevision !== e.state.snapshotRevision) {
+        textOf(e);
+        made++;
+      }
+    }
+    this.prepareHead = i;
+    if (this.prepareHead > 4096 && this.prepareHead * 2 > queue.length) {
+      this.toPrepare = queue.slice(this.prepareHead);
+      this.prepareHead = 0;
+    }
+    return made;
+  }
+
+  private queueText(entry: Entry): void {
+    // Only where snapshots are made (and so the queue drained).
+    if (entry.queued || !this.tracking) return;
+    entry.queued = true;
+    this.toPrepare.push(entry);
+  }
+
   /** Makes the current state the base of the next delta. */
   private startTracking(): void {
     this.tracking = true;
@@ -495,7 +557,10 @@ export class PartitionExposure {
       if (watermark - (entry.state.lastRecvMs ?? pageEvent.recv_ms) > lateness) return 'late';
       const revision = entry.state.revision;
       const outcome = entry.state.apply(pageEvent);
-      if (entry.state.revision !== revision) this.markChanged(entry);
+      if (entry.state.revision !== revision) {
+        this.markChanged(entry);
+        this.queueText(entry);
+      }
       return outcome;
     }
     // A page view that is not open is either new or closed. A closed one is remembered for a while.
@@ -511,6 +576,7 @@ export class PartitionExposure {
     this.open.set(id, opened);
     this.expiry.push({ lastRecvMs: pageEvent.recv_ms, id, item: opened });
     this.markChanged(opened);
+    this.queueText(opened);
     return outcome;
   }
 

@@ -13,6 +13,8 @@ import { Worker } from 'node:worker_threads';
 import type { RulesConfig } from '@dwell/exposure';
 import {
   PartitionWork,
+  PREPARE_BUDGET_MS,
+  PREPARE_EVERY_MS,
   type AppliedBatch,
   type SnapshotText,
   type StoredState,
@@ -42,9 +44,13 @@ export interface PartitionEngine {
 /** Runs the work in the calling thread: every request is done when it returns. */
 export class InThreadEngine implements PartitionEngine {
   private readonly work: PartitionWork;
+  /** Makes snapshot texts ahead between requests (PartitionWork.prepare). */
+  private readonly preparing: NodeJS.Timeout;
 
   constructor(rules?: RulesConfig) {
-    this.work = new PartitionWork(rules);
+    const work = new PartitionWork(rules);
+    this.work = work;
+    this.preparing = setInterval(() => work.prepare(PREPARE_BUDGET_MS), PREPARE_EVERY_MS).unref();
   }
 
   restore(partition: number, stored: StoredState | null, trustFrom: number): Promise<number> {
@@ -72,6 +78,7 @@ export class InThreadEngine implements PartitionEngine {
   }
 
   close(): Promise<void> {
+    clearInterval(this.preparing);
     return Promise.resolve();
   }
 }

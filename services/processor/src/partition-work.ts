@@ -78,6 +78,18 @@ export interface SnapshotText {
   readonly serializeMs: number;
 }
 
+/**
+ * How long a page view must have taken no event, in the partition's event time, before its
+ * snapshot text is made ahead of the next snapshot: SDKs send at least one event a second while a
+ * page is open, and impression rows are written within PROCESSOR_IMPRESSION_INTERVAL_MS (2 s),
+ * so one quiet for 5 s is most likely done until it closes.
+ */
+const PREPARE_IDLE_MS = 5_000;
+
+/** How often, and for how long at most, a partition's thread makes snapshot texts ahead, ms. */
+export const PREPARE_EVERY_MS = 50;
+export const PREPARE_BUDGET_MS = 5;
+
 interface Held {
   readonly exposure: PartitionExposure;
   /** Whether writes may leave out the rows that did not change since this processor last wrote them. */
@@ -192,6 +204,22 @@ export class PartitionWork {
       held.oldestRecvMs = Number.NaN;
     }
     return { impressions: impressions.finish(), minutes: minutes.finish(), partitions };
+  }
+
+  /**
+   * Makes, for at most `budgetMs`, the snapshot texts of page views that changed but look done
+   * (PartitionExposure.prepareTexts), so that the next snapshot holds up this thread for less.
+   * For when the thread would otherwise wait; changes no result. Returns the texts made.
+   */
+  prepare(budgetMs: number): number {
+    const deadline = performance.now() + budgetMs;
+    const goOn = (): boolean => performance.now() < deadline;
+    let made = 0;
+    for (const { exposure } of this.held.values()) {
+      if (!goOn()) break;
+      made += exposure.prepareTexts(PREPARE_IDLE_MS, goOn);
+    }
+    return made;
   }
 
   /**
