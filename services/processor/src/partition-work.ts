@@ -114,14 +114,16 @@ export class PartitionWork {
    * log end when this one started), below which every write carries complete rows.
    */
   restore(partition: number, stored: StoredState | null, trustFrom: number): number {
-    const exposure =
-      stored === null
-        ? new PartitionExposure(this.rules)
-        : PartitionExposure.restore(
-            JSON.parse(stored.snapshot),
-            this.rules,
-            stored.deltas.map((delta) => JSON.parse(delta) as unknown),
-          );
+    let exposure: PartitionExposure;
+    if (stored === null) {
+      exposure = new PartitionExposure(this.rules);
+      // The empty state as the base of what follows, so that texts are made ahead (prepare)
+      // from the start, for the first snapshot too.
+      exposure.snapshotText();
+    } else {
+      const deltas = stored.deltas.map((delta) => JSON.parse(delta) as unknown);
+      exposure = PartitionExposure.restore(JSON.parse(stored.snapshot), this.rules, deltas);
+    }
     this.held.set(partition, {
       exposure,
       trust: new WriteTrust(trustFrom),
