@@ -553,6 +553,10 @@ export class PageViewState {
       const tuple = reported[i] as ReportedImpression;
       track.minutesReportedMeta = metaOf(tuple);
       track.reportedMinutes = [...tuple[8]].sort((a, b) => a - b).flatMap((minute) => [minute, Number.NaN]);
+      // What the track's last impression row gave, as the tuple says, also where the impression
+      // part below leaves the track out: then no result reads it, but a snapshot still shows it.
+      track.reportedFirstServerMs = tuple[6];
+      track.reportedLastServerMs = tuple[7];
     });
     this.minutesReportedTracks = minuteTracks;
     // The impression part: from `impressions` when given, else the same list as the minute part.

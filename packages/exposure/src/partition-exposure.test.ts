@@ -304,6 +304,33 @@ describe('impression retractions', () => {
   });
 });
 
+describe('a snapshot restored', () => {
+  it('snapshots the same again when a copy brought an impression back and only the minute rows were written since', () => {
+    // As in the retraction tests: copies differing in t_wall_ms alone, each replacing the one before.
+    const x = imp({ id: 'x' });
+    const y = imp({ id: 'y', ad: 'ad-y' });
+    const copy = (wall: number, imps: ReturnType<typeof imp>[]) => ev({ pv: 'a', seq: 1, t: 0, wall, imps });
+    const hash = (e: PageEvent) => eventContentHash(e.event);
+    const without = copy(0, [y]);
+    const walls = Array.from({ length: 200 }, (_, i) => i + 1);
+    const firstWall = walls.find((w) => hash(copy(w, [x, y])) > hash(without));
+    const laterWall = walls.find((w) => hash(copy(w, [x, y])) < hash(without));
+    if (firstWall === undefined || laterWall === undefined) throw new Error('no copies with the needed hash order');
+    const sink: ReportSink = { pageView: () => undefined, impression: () => undefined, minute: () => undefined };
+    const p = new PartitionExposure();
+    p.apply(copy(firstWall, [x, y]));
+    p.writeChanges(sink, true);
+    p.apply(without);
+    p.writeChanges(sink, true);
+    p.apply(copy(laterWall, [x, y]));
+    // Minute rows only: the last minute rows list x again, the last impression rows do not.
+    p.writeChanges(sink, true, false);
+    const snapshot = p.snapshot();
+    expect(snapshot.open[0]?.reported_impressions?.map(([id]) => id)).toEqual(['y']);
+    expect(PartitionExposure.restore(JSON.parse(JSON.stringify(snapshot)) as unknown).snapshot()).toEqual(snapshot);
+  });
+});
+
 describe('impression rows held back', () => {
   /** Writes the partition's changes and says which rows each page view's report held. */
   const write = (p: PartitionExposure, impressions: boolean) => {
