@@ -36,14 +36,12 @@ export interface PartitionChanges {
   readonly changed: readonly PageViewReport[];
 }
 
-export interface PartitionSnapshot {
+/** What a partition's snapshot and delta both hold whole. */
+interface PartitionStateParts {
   readonly format: typeof SNAPSHOT_FORMAT;
-  readonly kind: 'partition';
   readonly rules_version: number;
   readonly rules_fingerprint: string;
   readonly watermark_ms: number | null;
-  /** Open page views in the order they opened. */
-  readonly open: readonly PageViewEntrySnapshot[];
   /** Closed page views whose final report has not been taken yet, in closing order. */
   readonly closing: readonly PageViewEntrySnapshot[];
   /** Ids of open page views changed since the last report, in order of first change. */
@@ -54,30 +52,29 @@ export interface PartitionSnapshot {
    * versions that always reported both parts: none.
    */
   readonly impressions_due?: readonly string[];
+}
+
+export interface PartitionSnapshot extends PartitionStateParts {
+  readonly kind: 'partition';
+  /** Open page views in the order they opened. */
+  readonly open: readonly PageViewEntrySnapshot[];
   /** Recently closed page views still recognised as late: `[page_view_id, last recv_ms]`. */
   readonly closed_recently: readonly (readonly [string, number])[];
 }
 
 /**
  * What changed in a partition since its previous snapshot or delta ({@link PartitionExposure.deltaText}):
- * applied to that state it gives this one. `closing`, `changed` and `impressions_due` are whole,
- * as in a snapshot; the page views and the remembered closed ids are told as differences.
+ * applied to that state it gives this one. The parts it shares with a snapshot are whole; the
+ * page views and the remembered closed ids are told as differences.
  */
-export interface PartitionDelta {
-  readonly format: typeof SNAPSHOT_FORMAT;
+export interface PartitionDelta extends PartitionStateParts {
   readonly kind: 'partition_delta';
-  readonly rules_version: number;
-  readonly rules_fingerprint: string;
-  readonly watermark_ms: number | null;
   /** Ids of page views open before that are not any more (closed since), in closing order. */
   readonly removed: readonly string[];
   /** Page views open before that changed since: they replace theirs, in place. */
   readonly updated: readonly PageViewEntrySnapshot[];
   /** Page views opened since, in the order they opened: they follow the others. */
   readonly opened: readonly PageViewEntrySnapshot[];
-  readonly closing: readonly PageViewEntrySnapshot[];
-  readonly changed: readonly string[];
-  readonly impressions_due: readonly string[];
   /** Remembered closed ids that were forgotten (or closed again) since. */
   readonly closed_dropped: readonly string[];
   /** `[page_view_id, last recv_ms]` remembered since, in order. */
@@ -304,14 +301,7 @@ export class PartitionExposure {
     }
     this.startTracking();
     return (
-      `{"format":${JSON.stringify(SNAPSHOT_FORMAT)},"kind":"partition",` +
-      `"rules_version":${JSON.stringify(this.config.rulesVersion)},` +
-      `"rules_fingerprint":${JSON.stringify(this.rules.fingerprint)},` +
-      `"watermark_ms":${JSON.stringify(this.watermarkMs)},` +
-      `"open":[${open.join(',')}],` +
-      `"closing":${JSON.stringify(this.closing.map(entrySnapshot))},` +
-      `"changed":${JSON.stringify(this.changedIds())},` +
-      `"impressions_due":${JSON.stringify(this.dueIds())},` +
+      `{${this.headerText('partition')},"open":[${open.join(',')}],${this.pendingText()},` +
       `"closed_recently":[${this.closedRecentlyText()}]}`
     );
   }
@@ -335,18 +325,9 @@ export class PartitionExposure {
     const added: [string, number][] = [];
     for (const id of this.closedAdded) added.push([id, this.closedRecently.get(id) as number]);
     const text =
-      `{"format":${JSON.stringify(SNAPSHOT_FORMAT)},"kind":"partition_delta",` +
-      `"rules_version":${JSON.stringify(this.config.rulesVersion)},` +
-      `"rules_fingerprint":${JSON.stringify(this.rules.fingerprint)},` +
-      `"watermark_ms":${JSON.stringify(this.watermarkMs)},` +
-      `"removed":${JSON.stringify(this.removedSince)},` +
-      `"updated":[${updated.join(',')}],` +
-      `"opened":[${opened.join(',')}],` +
-      `"closing":${JSON.stringify(this.closing.map(entrySnapshot))},` +
-      `"changed":${JSON.stringify(this.changedIds())},` +
-      `"impressions_due":${JSON.stringify(this.dueIds())},` +
-      `"closed_dropped":${JSON.stringify(this.closedDropped)},` +
-      `"closed_added":${JSON.stringify(added)}}`;
+      `{${this.headerText('partition_delta')},"removed":${JSON.stringify(this.removedSince)},` +
+      `"updated":[${updated.join(',')}],"opened":[${opened.join(',')}],${this.pendingText()},` +
+      `"closed_dropped":${JSON.stringify(this.closedDropped)},"closed_added":${JSON.stringify(added)}}`;
     this.startTracking();
     return text;
   }
@@ -396,6 +377,25 @@ export class PartitionExposure {
     if (entry.queued || !this.tracking) return;
     entry.queued = true;
     this.toPrepare.push(entry);
+  }
+
+  /** The fields a snapshot and a delta open with, as JSON text without braces. */
+  private headerText(kind: 'partition' | 'partition_delta'): string {
+    return (
+      `"format":${JSON.stringify(SNAPSHOT_FORMAT)},"kind":"${kind}",` +
+      `"rules_version":${JSON.stringify(this.config.rulesVersion)},` +
+      `"rules_fingerprint":${JSON.stringify(this.rules.fingerprint)},` +
+      `"watermark_ms":${JSON.stringify(this.watermarkMs)}`
+    );
+  }
+
+  /** What is pending a report, which a snapshot and a delta both hold whole, as JSON text without braces. */
+  private pendingText(): string {
+    return (
+      `"closing":${JSON.stringify(this.closing.map(entrySnapshot))},` +
+      `"changed":${JSON.stringify(this.changedIds())},` +
+      `"impressions_due":${JSON.stringify(this.dueIds())}`
+    );
   }
 
   /** Makes the current state the base of the next delta. */

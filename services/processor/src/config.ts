@@ -22,12 +22,12 @@ export const PROCESSOR_SETTINGS = {
     { min: 0 },
   ),
   PROCESSOR_SNAPSHOT_INTERVAL_MS: env.int(
-    'How often each partition\'s state is snapshotted and its offset committed, ms: at most this much of the log is processed again after a crash; each snapshot serializes the partition\'s open page views.',
+    'How often each partition\'s state is snapshotted and its offset committed, ms: at most this much of the log is processed again after a crash.',
     30_000,
     { min: 100 },
   ),
   PROCESSOR_SNAPSHOT_MAX_PERCENT: env.int(
-    'Most of the time partition snapshots may take, percent. A snapshot stores the whole state of its partition (under steady traffic about eleven minutes of its events), so a partition whose last snapshot took T ms is snapshotted again no sooner than T × partitions × 100 / this ms, when that is longer than PROCESSOR_SNAPSHOT_INTERVAL_MS; after a crash that much of the log is processed again.',
+    'Most of the time partition snapshots may take, percent. A full snapshot stores the whole state of its partition (under steady traffic about eleven minutes of its events), a delta what changed since the snapshot before it; a partition whose last snapshot took T ms is snapshotted again no sooner than T × partitions × 100 / this ms, when that is longer than PROCESSOR_SNAPSHOT_INTERVAL_MS; after a crash that much of the log is processed again.',
     10,
     { min: 1, max: 100 },
   ),

@@ -1,14 +1,14 @@
 /**
- * How often the processor snapshots a partition.
+ * How often the processor snapshots a partition, and whether a snapshot is full or a delta.
  *
- * A snapshot holds the partition's whole state: every page view still open, with its events. A
- * page view stays open until the watermark is ALLOWED_LATENESS (10 min) past its last event, so
- * under steady traffic a partition holds about eleven minutes of its events, and storing them
- * costs that much whatever changed since the last snapshot (serializing costs only what changed):
- * about 1 s for a partition taking 2,500 events/s, 5 s at 5,000, 13 s at 10,000 (BENCHMARKS.md,
- * bench/processor/snapshot-steady.mjs).
- * At a fixed interval the snapshots of busy partitions would take more time than there is, and
- * the processor would fall behind for good. So a partition's interval stretches with what its
+ * A full snapshot holds the partition's whole state: every page view still open, with its events.
+ * A page view stays open until the watermark is ALLOWED_LATENESS (10 min) past its last event, so
+ * under steady traffic a partition holds about eleven minutes of its events, and a full snapshot
+ * stores that much whatever changed since the last one (at 10,000 events/s into a partition about
+ * 490 MB; BENCHMARKS.md, bench/processor/snapshot-steady.mjs). A delta stores only the page views
+ * changed, opened or closed since the snapshot before it (see {@link deltaAllowed}).
+ * At a fixed interval the snapshots of busy partitions could still take more time than there is,
+ * and the processor would fall behind for good. So a partition's interval stretches with what its
  * last snapshot cost: with P partitions snapshotted one after another, a snapshot that took T ms
  * is followed by the partition's next one no sooner than T × P × 100 / `maxPercent` ms, so that
  * snapshots take at most `maxPercent` of the time. The price is recovery: after a crash the new
