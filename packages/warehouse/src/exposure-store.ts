@@ -461,19 +461,29 @@ export class ExposureStore {
   }
 
   /**
-   * Keeps the newest `keep` full snapshots of a partition and every delta after the oldest of
-   * them (older ones can never be needed again: a restore starts at the newest whole chain).
+   * Keeps the newest `keep` full snapshots of a partition and the deltas on them (older ones can
+   * never be needed again: a restore starts at the newest whole chain). Each chain is a
+   * ClickHouse partition of its own, dropped whole.
    */
   async pruneSnapshots(topic: string, partition: number, keep: number): Promise<void> {
-    await this.client.command({
-      query: `DELETE FROM ${this.db}.processor_snapshots
-              WHERE topic = {topic:String} AND partition = {partition:UInt32} AND next_offset < (
-                SELECT min(next_offset) FROM (
-                  SELECT next_offset FROM ${this.db}.processor_snapshots
-                  WHERE topic = {topic:String} AND partition = {partition:UInt32} AND kind = 'full'
-                  ORDER BY next_offset DESC LIMIT {keep:UInt32}))`,
-      query_params: { topic, partition, keep },
-    });
+    const old = await (
+      await this.client.query({
+        query: `SELECT DISTINCT toString(base_offset) AS base FROM ${this.db}.processor_snapshots
+                WHERE topic = {topic:String} AND partition = {partition:UInt32} AND base_offset < (
+                  SELECT min(next_offset) FROM (
+                    SELECT next_offset FROM ${this.db}.processor_snapshots
+                    WHERE topic = {topic:String} AND partition = {partition:UInt32} AND kind = 'full'
+                    ORDER BY next_offset DESC LIMIT {keep:UInt32}))`,
+        query_params: { topic, partition, keep },
+        format: 'JSONEachRow',
+      })
+    ).json<{ base: string }>();
+    for (const { base } of old) {
+      if (!/^\d+$/.test(base)) throw new Error(`unexpected snapshot chain ${JSON.stringify(base)}`);
+      await this.client.command({
+        query: `ALTER TABLE ${this.db}.processor_snapshots DROP PARTITION (${sqlString(topic)}, ${partition}, ${base})`,
+      });
+    }
   }
 }
 

@@ -100,7 +100,7 @@ describe('migrations', () => {
     }
   });
 
-  it('reads snapshots stored before migration 8 as full ones', async () => {
+  it('reads snapshots stored before migration 8 as full ones, and keeps them through migration 9', async () => {
     const upgraded: Warehouse = { ...warehouse, database: uniqueName('wh_chains') };
     const db = upgraded.database;
     await upgraded.client.command({ query: `CREATE DATABASE ${db}` });
@@ -111,7 +111,7 @@ describe('migrations', () => {
         query: `INSERT INTO ${db}.processor_snapshots (topic, partition, next_offset, rules_version, rules_fingerprint, page_views, snapshot, processor_id, created_at)
                 VALUES ('t', 0, 42, 1, 'f', 1, '{"whole":1}', 'p', now64(3))`,
       });
-      expect((await migrate(upgraded)).applied).toEqual([8]);
+      expect((await migrate(upgraded)).applied).toEqual([8, 9]);
       const store = new ExposureStore(upgraded);
       expect(await store.latestSnapshot('t', 0, '100')).toEqual({
         next_offset: '42',
@@ -133,6 +133,26 @@ describe('migrations', () => {
         baseOffset: '42',
       });
       expect((await store.latestSnapshot('t', 0, '100'))?.deltas).toEqual(['{"since":1}']);
+      // Migration 9: a ClickHouse partition per chain, which pruning drops whole.
+      const key = await upgraded.client.query({
+        query: `SELECT partition_key FROM system.tables WHERE database = {db:String} AND name = 'processor_snapshots'`,
+        query_params: { db },
+        format: 'JSONEachRow',
+      });
+      expect(await key.json()).toEqual([{ partition_key: '(topic, partition, base_offset)' }]);
+      await store.saveSnapshot({
+        topic: 't',
+        partition: 0,
+        nextOffset: '60',
+        rulesVersion: 1,
+        rulesFingerprint: 'f',
+        pageViews: 1,
+        snapshot: '{"whole":2}',
+        processorId: 'p',
+      });
+      await store.pruneSnapshots('t', 0, 1);
+      expect(await store.latestSnapshot('t', 0, '59')).toBeUndefined();
+      expect((await store.latestSnapshot('t', 0, '100'))?.snapshot).toBe('{"whole":2}');
     } finally {
       await upgraded.client.command({ query: `DROP DATABASE IF EXISTS ${db}` });
     }

@@ -15,6 +15,7 @@ const RELEASED: ReadonlyArray<readonly [version: number, name: string, checksum:
   [6, 'billing_views', 'c3767b209d631c5f'],
   [7, 'impression_retractions', '4464f337aa87c97f'],
   [8, 'snapshot_chains', 'ebe555f19500d176'],
+  [9, 'snapshot_chain_partitions', '2b991094a6c4f740'],
 ];
 
 describe('migrations', () => {

@@ -363,6 +363,39 @@ ${EXPOSURE_MINUTES_COLUMNS}      ENGINE = ReplacingMergeTree(version)
       `ALTER TABLE {db}.processor_snapshots ADD COLUMN IF NOT EXISTS base_offset UInt64 DEFAULT next_offset`,
     ],
   },
+  {
+    version: 9,
+    name: 'snapshot_chain_partitions',
+    statements: [],
+    // One ClickHouse partition per chain of snapshots, and no merges: background merges rewrote
+    // every stored snapshot's text again and again (hundreds of MB of a partition under steady
+    // traffic), and pruning a chain with DELETE rewrote the parts it was merged into (2 s of CPU
+    // for five chains of 25 MB snapshots). Now a chain is dropped whole, at once, and a part is
+    // never rewritten; FINAL still picks one row where a snapshot was stored twice.
+    rebuild: {
+      table: 'processor_snapshots',
+      partitionKey: '(topic, partition, base_offset)',
+      create: `CREATE TABLE {db}.{table}
+      (
+          topic LowCardinality(String),
+          partition UInt32,
+          next_offset UInt64,
+          rules_version UInt16,
+          rules_fingerprint String,
+          page_views UInt32,
+          snapshot String CODEC(ZSTD(1)),
+          processor_id String,
+          created_at DateTime64(3, 'UTC'),
+          kind LowCardinality(String) DEFAULT 'full',
+          previous_offset UInt64 DEFAULT next_offset,
+          base_offset UInt64 DEFAULT next_offset
+      )
+      ENGINE = ReplacingMergeTree
+      PARTITION BY (topic, partition, base_offset)
+      ORDER BY (topic, partition, next_offset)
+      SETTINGS max_bytes_to_merge_at_max_space_in_pool = 1`,
+    },
+  },
 ];
 
 export interface MigrationReport {
