@@ -238,6 +238,23 @@ describe('changes', () => {
   });
 });
 
+/**
+ * Three copies of page view `a`'s first event, each replacing the one before (the smaller content
+ * hash is kept): with impressions `x` and `y`, with `y` alone, with both again. They differ in
+ * t_wall_ms alone.
+ */
+function copiesInHashOrder(x: ReturnType<typeof imp>): { first: PageEvent; without: PageEvent; later: PageEvent } {
+  const y = imp({ id: 'y', ad: 'ad-y' });
+  const copy = (wall: number, imps: ReturnType<typeof imp>[]) => ev({ pv: 'a', seq: 1, t: 0, wall, imps });
+  const hash = (e: PageEvent) => eventContentHash(e.event);
+  const without = copy(0, [y]);
+  const walls = Array.from({ length: 200 }, (_, i) => i + 1);
+  const firstWall = walls.find((w) => hash(copy(w, [x, y])) > hash(without));
+  const laterWall = walls.find((w) => hash(copy(w, [x, y])) < hash(without));
+  if (firstWall === undefined || laterWall === undefined) throw new Error('no copies with the needed hash order');
+  return { first: copy(firstWall, [x, y]), without, later: copy(laterWall, [x, y]) };
+}
+
 describe('impression retractions', () => {
   it('zero an impression that vanished when a conflicting copy without it became the kept one', () => {
     const two = [imp({ id: 'x' }), imp({ id: 'y', ad: 'ad-y' })];
@@ -272,17 +289,8 @@ describe('impression retractions', () => {
   });
   it('writes an impression again when a later copy brings it back unchanged after a copy without it retracted it', () => {
     // x is never in view, so its row is the same whichever copy listed it; the copy without it
-    // zeroes that row. Copies differ in t_wall_ms alone, chosen so that each replaces the one
-    // before (the smaller content hash is kept).
-    const x = imp({ id: 'x', visible: 0 });
-    const y = imp({ id: 'y', ad: 'ad-y' });
-    const copy = (wall: number, imps: ReturnType<typeof imp>[]) => ev({ pv: 'a', seq: 1, t: 0, wall, imps });
-    const hash = (e: PageEvent) => eventContentHash(e.event);
-    const without = copy(0, [y]);
-    const walls = Array.from({ length: 200 }, (_, i) => i + 1);
-    const firstWall = walls.find((w) => hash(copy(w, [x, y])) > hash(without));
-    const laterWall = walls.find((w) => hash(copy(w, [x, y])) < hash(without));
-    if (firstWall === undefined || laterWall === undefined) throw new Error('no copies with the needed hash order');
+    // zeroes that row.
+    const { first, without, later } = copiesInHashOrder(imp({ id: 'x', visible: 0 }));
 
     /** Impression rows upserted in write order, as a ReplacingMergeTree keeps them. */
     const rows = new Map<string, ImpressionResult>();
@@ -292,13 +300,13 @@ describe('impression retractions', () => {
       minute: () => undefined,
     };
     const p = new PartitionExposure();
-    p.apply(copy(firstWall, [x, y]));
+    p.apply(first);
     p.writeChanges(sink, true);
     expect(rows.get('x')).toMatchObject({ measurable: true, viewable: false });
     expect(p.apply(without)).toBe('conflicting_duplicate');
     p.writeChanges(sink, true);
     expect(rows.get('x')).toMatchObject({ measurable: false, credited_ms: 0 });
-    expect(p.apply(copy(laterWall, [x, y]))).toBe('conflicting_duplicate');
+    expect(p.apply(later)).toBe('conflicting_duplicate');
     p.writeChanges(sink, true);
     expect(rows.get('x')).toMatchObject({ measurable: true, viewable: false, flags: ['conflicting_duplicate'] });
   });
@@ -306,23 +314,14 @@ describe('impression retractions', () => {
 
 describe('a snapshot restored', () => {
   it('snapshots the same again when a copy brought an impression back and only the minute rows were written since', () => {
-    // As in the retraction tests: copies differing in t_wall_ms alone, each replacing the one before.
-    const x = imp({ id: 'x' });
-    const y = imp({ id: 'y', ad: 'ad-y' });
-    const copy = (wall: number, imps: ReturnType<typeof imp>[]) => ev({ pv: 'a', seq: 1, t: 0, wall, imps });
-    const hash = (e: PageEvent) => eventContentHash(e.event);
-    const without = copy(0, [y]);
-    const walls = Array.from({ length: 200 }, (_, i) => i + 1);
-    const firstWall = walls.find((w) => hash(copy(w, [x, y])) > hash(without));
-    const laterWall = walls.find((w) => hash(copy(w, [x, y])) < hash(without));
-    if (firstWall === undefined || laterWall === undefined) throw new Error('no copies with the needed hash order');
+    const { first, without, later } = copiesInHashOrder(imp({ id: 'x' }));
     const sink: ReportSink = { pageView: () => undefined, impression: () => undefined, minute: () => undefined };
     const p = new PartitionExposure();
-    p.apply(copy(firstWall, [x, y]));
+    p.apply(first);
     p.writeChanges(sink, true);
     p.apply(without);
     p.writeChanges(sink, true);
-    p.apply(copy(laterWall, [x, y]));
+    p.apply(later);
     // Minute rows only: the last minute rows list x again, the last impression rows do not.
     p.writeChanges(sink, true, false);
     const snapshot = p.snapshot();
