@@ -108,15 +108,19 @@ interface Entry {
   /** Its snapshot as JSON text, valid while the state's snapshot revision is `textRevision`. */
   text: string | undefined;
   textRevision: number;
-  /** The state's snapshot revision when the last snapshot or delta was made. */
+  /**
+   * The state's snapshot revision when the last snapshot or delta was made; {@link UNBASED} for
+   * a page view opened since (a revision is at least 1: every page view holds an event).
+   */
   baseRevision: number;
-  /** Opened since the last snapshot or delta. */
-  fresh: boolean;
   /** In `toPrepare`. */
   queued: boolean;
 }
 
-function newEntry(state: PageViewState, fresh: boolean): Entry {
+/** An entry's base revision before any snapshot or delta held it. */
+const UNBASED = -1;
+
+function newEntry(state: PageViewState): Entry {
   return {
     state,
     changed: false,
@@ -124,8 +128,7 @@ function newEntry(state: PageViewState, fresh: boolean): Entry {
     closed: false,
     text: undefined,
     textRevision: 0,
-    baseRevision: -1,
-    fresh,
+    baseRevision: UNBASED,
     queued: false,
   };
 }
@@ -297,7 +300,6 @@ export class PartitionExposure {
     for (const e of this.open.values()) {
       open.push(textOf(e));
       e.baseRevision = e.textRevision;
-      e.fresh = false;
     }
     this.startTracking();
     return (
@@ -317,10 +319,9 @@ export class PartitionExposure {
     const updated: string[] = [];
     const opened: string[] = [];
     for (const e of this.open.values()) {
-      if (!e.fresh && e.baseRevision === e.state.snapshotRevision) continue;
-      (e.fresh ? opened : updated).push(textOf(e));
+      if (e.baseRevision === e.state.snapshotRevision) continue;
+      (e.baseRevision === UNBASED ? opened : updated).push(textOf(e));
       e.baseRevision = e.textRevision;
-      e.fresh = false;
     }
     const added: [string, number][] = [];
     for (const id of this.closedAdded) added.push([id, this.closedRecently.get(id) as number]);
@@ -572,7 +573,7 @@ export class PartitionExposure {
     const state = new PageViewState(PageViewState.identityOf(pageEvent), this.config);
     const outcome = state.apply(pageEvent);
     if (outcome !== 'accepted') return outcome;
-    const opened = newEntry(state, true);
+    const opened = newEntry(state);
     this.open.set(id, opened);
     this.expiry.push({ lastRecvMs: pageEvent.recv_ms, id, item: opened });
     this.markChanged(opened);
@@ -616,7 +617,7 @@ export class PartitionExposure {
       this.open.delete(top.id);
       top.item.closed = true;
       this.closing.push(top.item);
-      if (this.tracking && !top.item.fresh) this.removedSince.push(top.id);
+      if (this.tracking && top.item.baseRevision !== UNBASED) this.removedSince.push(top.id);
       if (this.forgetClosed(top.id)) this.closedMoved = true;
       this.closedRecently.set(top.id, last);
       if (this.tracking) this.closedAdded.add(top.id);
@@ -648,7 +649,7 @@ function parseEntry(value: unknown, field: string, config: RulesConfig): Entry {
   if (state.eventCount === 0)
     throw new SnapshotError(`${field}.state.events`, 'an open page view has at least one event');
   state.restoreReported(reported, `${field}.reported`, impressions, `${field}.reported_impressions`);
-  return newEntry(state, false);
+  return newEntry(state);
 }
 
 function parseWatermark(value: unknown, field: string): number {

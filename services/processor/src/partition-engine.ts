@@ -13,8 +13,6 @@ import { Worker } from 'node:worker_threads';
 import type { RulesConfig } from '@dwell/exposure';
 import {
   PartitionWork,
-  PREPARE_BUDGET_MS,
-  PREPARE_EVERY_MS,
   type AppliedBatch,
   type SnapshotText,
   type StoredState,
@@ -48,9 +46,8 @@ export class InThreadEngine implements PartitionEngine {
   private readonly preparing: NodeJS.Timeout;
 
   constructor(rules?: RulesConfig) {
-    const work = new PartitionWork(rules);
-    this.work = work;
-    this.preparing = setInterval(() => work.prepare(PREPARE_BUDGET_MS), PREPARE_EVERY_MS).unref();
+    this.work = new PartitionWork(rules);
+    this.preparing = this.work.prepareWhileIdle();
   }
 
   restore(partition: number, stored: StoredState | null, trustFrom: number): Promise<number> {

@@ -225,6 +225,15 @@ export class PartitionWork {
   }
 
   /**
+   * Calls {@link prepare} every PREPARE_EVERY_MS for at most PREPARE_BUDGET_MS, between the
+   * requests of the thread this work runs in, until the timer is cleared; the timer does not keep
+   * the thread alive.
+   */
+  prepareWhileIdle(): NodeJS.Timeout {
+    return setInterval(() => this.prepare(PREPARE_BUDGET_MS), PREPARE_EVERY_MS).unref();
+  }
+
+  /**
    * The partition's state as JSON text: with `delta`, what changed since its previous snapshot or
    * delta (or restore), when there was one; otherwise, or without one, all of it. Either way the
    * state now is the base of the next delta.

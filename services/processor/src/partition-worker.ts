@@ -3,7 +3,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { RulesConfig } from '@dwell/exposure';
 import { currentThreadId } from '@dwell/runtime';
 import type { WorkerAnswer, WorkerRequest } from './partition-engine.js';
-import { PartitionWork, PREPARE_BUDGET_MS, PREPARE_EVERY_MS, type TakenResults } from './partition-work.js';
+import { PartitionWork, type TakenResults } from './partition-work.js';
 
 const port = parentPort;
 if (port === null) throw new Error('partition-worker runs as a worker thread');
@@ -13,7 +13,7 @@ Atomics.store(threadId, 0, currentThreadId() ?? 0);
 const work = new PartitionWork(rules ?? undefined);
 // Between requests, snapshot texts of page views that look done are made ahead, a little at a
 // time, so that a snapshot holds this thread up only for the page views still active.
-setInterval(() => work.prepare(PREPARE_BUDGET_MS), PREPARE_EVERY_MS).unref();
+work.prepareWhileIdle();
 
 function serve(request: WorkerRequest): unknown {
   switch (request.op) {
