@@ -30,6 +30,13 @@ export interface Warehouse {
    * client must never be the one the processor writes with.
    */
   readOnly(): ClickHouseClient;
+  /**
+   * Another read-write client, one per `name`, whose queries run alongside `client`'s. Embedded
+   * ClickHouse runs a chDB connection's queries one at a time, so a long statement (storing a
+   * snapshot of a partition's whole state) on `client` would hold back every query behind it; on
+   * a connection of its own it does not. A server runs a client's queries side by side anyway.
+   */
+  writer(name: string): ClickHouseClient;
   close(): Promise<void>;
 }
 
@@ -101,14 +108,24 @@ export async function openWarehouse(config: WarehouseConfig): Promise<Warehouse>
     throw new WarehouseError(`could not reach ClickHouse (${mode}, ${location}): ${String(error)}`);
   }
   let readOnly: ClickHouseClient | undefined;
+  const writers = new Map<string, ClickHouseClient>();
   return {
     client,
     database: config.database,
     mode,
     location,
     readOnly: () => (readOnly ??= makeClient({ readonly: '1' })),
+    writer: (name) => {
+      let writer = writers.get(name);
+      if (writer === undefined) {
+        writer = makeClient({});
+        writers.set(name, writer);
+      }
+      return writer;
+    },
     close: async () => {
       await readOnly?.close();
+      for (const writer of writers.values()) await writer.close();
       await client.close();
     },
   };

@@ -189,6 +189,31 @@ describe('ExposureStore snapshots', () => {
     expect((await store.latestSnapshot(topic, 4, '9007199254740001'))?.snapshot).toBe('{"other partition":1}');
   });
 
+  it('stores and reads snapshots on a connection of their own, not behind a statement on the results\' one', async () => {
+    // Embedded, a connection runs its statements one at a time: a snapshot behind this one
+    // would wait its 3 s out (the longest sleep ClickHouse allows).
+    let longDone = false;
+    const long = warehouse.client.command({ query: 'SELECT sleep(3)' }).then(() => {
+      longDone = true;
+    });
+    await store.saveSnapshot({
+      topic: 'alongside',
+      partition: 0,
+      nextOffset: '7',
+      rulesVersion: 1,
+      rulesFingerprint: '1:7',
+      pageViews: 1,
+      snapshot: '{"alongside":true}',
+      processorId: 'p-1',
+    });
+    expect((await store.latestSnapshot('alongside', 0, '7'))?.snapshot).toBe('{"alongside":true}');
+    expect(longDone).toBe(false);
+    await long;
+    // One connection per name, for the warehouse's life.
+    expect(warehouse.writer('snapshots')).toBe(warehouse.writer('snapshots'));
+    expect(warehouse.writer('snapshots')).not.toBe(warehouse.client);
+  });
+
   it('reads back a full snapshot with the deltas on it, passing over a chain with a link missing, and prunes by full snapshots', async () => {
     const topic = 'chains';
     const save = (offset: number, kind: 'full' | 'delta', previous?: number, base?: number) =>

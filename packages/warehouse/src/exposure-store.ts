@@ -271,12 +271,18 @@ export interface SnapshotLink {
  */
 export class ExposureStore {
   private readonly client: ClickHouseClient;
+  /**
+   * Snapshots go through a connection of their own: storing one takes seconds where a partition's
+   * state is large, and result writes must not wait behind it (see {@link Warehouse.writer}).
+   */
+  private readonly snapshots: ClickHouseClient;
   private readonly db: string;
   /** Embedded mode: where result bodies wait for `file()` to read them. */
   private readonly spool: Spool | undefined;
 
   constructor(warehouse: Warehouse) {
     this.client = warehouse.client;
+    this.snapshots = warehouse.writer('snapshots');
     this.db = warehouse.database;
     this.spool = warehouse.mode === 'embedded' ? Spool.in(join(warehouse.location, 'dwell-inserts')) : undefined;
   }
@@ -292,8 +298,8 @@ export class ExposureStore {
     // The two tables at once (ClickHouse parses and stores each in threads of its own); the audit
     // trail only once both hold their rows.
     await Promise.all([
-      this.insertEncoded(IMPRESSIONS_TABLE, write.impressions, `${write.token}/impressions`),
-      this.insertEncoded(MINUTES_TABLE, write.minutes, `${write.token}/minutes`),
+      this.insertEncoded(this.client, IMPRESSIONS_TABLE, write.impressions, `${write.token}/impressions`),
+      this.insertEncoded(this.client, MINUTES_TABLE, write.minutes, `${write.token}/minutes`),
     ]);
     if (write.ranges.length > 0) {
       await this.client.insert({
@@ -313,13 +319,14 @@ export class ExposureStore {
   }
 
   /**
-   * Passes encoded rows on as they are. A server takes the RowBinary body over HTTP; embedded
+   * Passes encoded rows on as they are, through `client`. A server takes the RowBinary body over HTTP; embedded
    * ClickHouse takes SQL text only, so there the body goes through a file that `file()` reads.
    * `token`: the insert's deduplication token, if it has one. Minute rows are partitioned by day,
    * and a write behind a sparse log may span more days than ClickHouse's default 100 partitions
    * per insert: no limit, a part per day.
    */
   private async insertEncoded(
+    client: ClickHouseClient,
     table: ResultTable,
     rows: EncodedRows,
     token: string | undefined,
@@ -327,7 +334,7 @@ export class ExposureStore {
     if (rows.rows === 0) return;
     const into = `INSERT INTO ${this.db}.${table.name} (${table.columns})`;
     if (this.spool === undefined) {
-      const result = await this.client.exec({
+      const result = await client.exec({
         query: `${into} FORMAT RowBinary`,
         values: Readable.from([rows.body], { objectMode: false }),
         clickhouse_settings: {
@@ -347,7 +354,7 @@ export class ExposureStore {
       const settings =
         ' SETTINGS max_partitions_per_insert_block = 0' +
         (token === undefined ? '' : `, insert_deduplication_token = ${sqlString(token)}`);
-      await this.client.command({
+      await client.command({
         query: `${into}${settings} SELECT * FROM file(${sqlString(file)}, 'RowBinary', ${table.structure})`,
       });
     } finally {
@@ -396,7 +403,7 @@ export class ExposureStore {
     out.string(kind);
     out.uint64(Number(previous));
     out.uint64(Number(base));
-    await this.insertEncoded(SNAPSHOTS_TABLE, { rows: 1, body: out.finish() }, undefined);
+    await this.insertEncoded(this.snapshots, SNAPSHOTS_TABLE, { rows: 1, body: out.finish() }, undefined);
   }
 
   /**
@@ -410,7 +417,7 @@ export class ExposureStore {
     atMostOffset: string,
   ): Promise<StoredSnapshot | undefined> {
     const links = await (
-      await this.client.query({
+      await this.snapshots.query({
         query: `SELECT toString(next_offset) AS at, kind, toString(previous_offset) AS previous, toString(base_offset) AS base
                 FROM ${this.db}.processor_snapshots FINAL
                 WHERE topic = {topic:String} AND partition = {partition:UInt32} AND next_offset <= {at:UInt64}
@@ -442,7 +449,7 @@ export class ExposureStore {
     partition: number,
     offsets: readonly string[],
   ): Promise<Map<string, { fingerprint: string; text: string }>> {
-    const result = await this.client.exec({
+    const result = await this.snapshots.exec({
       query: `SELECT s.next_offset, s.rules_fingerprint, s.snapshot
               FROM ${this.db}.processor_snapshots AS s FINAL
               WHERE s.topic = {topic:String} AND s.partition = {partition:UInt32} AND s.next_offset IN {offsets:Array(UInt64)}
@@ -467,7 +474,7 @@ export class ExposureStore {
    */
   async pruneSnapshots(topic: string, partition: number, keep: number): Promise<void> {
     const old = await (
-      await this.client.query({
+      await this.snapshots.query({
         query: `SELECT DISTINCT toString(base_offset) AS base FROM ${this.db}.processor_snapshots
                 WHERE topic = {topic:String} AND partition = {partition:UInt32} AND base_offset < (
                   SELECT min(next_offset) FROM (
@@ -480,7 +487,7 @@ export class ExposureStore {
     ).json<{ base: string }>();
     for (const { base } of old) {
       if (!/^\d+$/.test(base)) throw new Error(`unexpected snapshot chain ${JSON.stringify(base)}`);
-      await this.client.command({
+      await this.snapshots.command({
         query: `ALTER TABLE ${this.db}.processor_snapshots DROP PARTITION (${sqlString(topic)}, ${partition}, ${base})`,
       });
     }
