@@ -25,7 +25,7 @@ class FaultyStore extends ExposureStore {
   private readonly inner: ExposureStore;
 
   constructor(inner: ExposureStore) {
-    super({ client: undefined, database: '' } as never);
+    super({ client: undefined, database: '', writer: () => undefined } as never);
     this.inner = inner;
   }
 
