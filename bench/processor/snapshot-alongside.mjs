@@ -56,7 +56,7 @@ for (let i = 0; i < events.length; i += 200) {
 work.take([[0, events.length - 1]]);
 events.length = 0;
 const snapshot = work.snapshot(0, false);
-process.stderr.write(`full snapshot: ${(snapshot.text.length / 1e6).toFixed(1)} MB, ${snapshot.pageViews.toLocaleString('en-US')} page views\n`);
+process.stderr.write(`full snapshot: ${(snapshot.bytes.length / 1e6).toFixed(1)} MB, ${snapshot.pageViews.toLocaleString('en-US')} page views\n`);
 
 const dataDir = mkdtempSync(join(tmpdir(), 'dwell-snapshot-alongside-'));
 const warehouse = await openWarehouse({ database: 'snapshot_alongside', dataDir });
@@ -104,7 +104,7 @@ try {
       const t0 = performance.now();
       let storeMs;
       const stored = store
-        .saveSnapshot({ topic: 'alongside', partition: 0, nextOffset: String(++offset), rulesVersion: snapshot.rulesVersion, rulesFingerprint: snapshot.rulesFingerprint, pageViews: snapshot.pageViews, snapshot: snapshot.text, processorId: 'bench' })
+        .saveSnapshot({ topic: 'alongside', partition: 0, nextOffset: String(++offset), rulesVersion: snapshot.rulesVersion, rulesFingerprint: snapshot.rulesFingerprint, pageViews: snapshot.pageViews, snapshot: snapshot.bytes, processorId: 'bench' })
         .then(() => {
           storeMs = performance.now() - t0;
         });
@@ -147,7 +147,7 @@ const same = summary['same connection'];
 const own = summary['own connection'];
 const ratio = same.writeMsDuringMax / Math.max(1, own.writeMsDuringMax);
 process.stdout.write(
-  `snapshot of ${(snapshot.text.length / 1e6).toFixed(1)} MB, result writes of ${ROWS} rows every ${WRITE_EVERY_MS} ms, medians of ${ROUNDS} rounds\n` +
+  `snapshot of ${(snapshot.bytes.length / 1e6).toFixed(1)} MB, result writes of ${ROWS} rows every ${WRITE_EVERY_MS} ms, medians of ${ROUNDS} rounds\n` +
     Object.entries(summary)
       .map(([mode, s]) => `  ${mode.padEnd(16)} store ${s.storeMs} ms; result write idle ${s.writeMsIdle} ms, while storing p50 ${s.writeMsDuringP50} ms, longest ${s.writeMsDuringMax} ms\n`)
       .join('') +
@@ -156,5 +156,5 @@ process.stdout.write(
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 mkdirSync(join(root, 'bench/processor/results'), { recursive: true });
 const file = join(root, 'bench/processor/results', `snapshot-alongside-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-writeFileSync(file, JSON.stringify({ node: process.version, rate: RATE, minutes: MINUTES, rows: ROWS, megabytes: Number((snapshot.text.length / 1e6).toFixed(1)), rounds, summary, ratio: Number(ratio.toFixed(2)) }, null, 2));
+writeFileSync(file, JSON.stringify({ node: process.version, rate: RATE, minutes: MINUTES, rows: ROWS, megabytes: Number((snapshot.bytes.length / 1e6).toFixed(1)), rounds, summary, ratio: Number(ratio.toFixed(2)) }, null, 2));
 process.stdout.write(`results: ${file}\n`);

@@ -88,16 +88,16 @@ try {
     row.firstSerialize = { wallMs: first.wallMs, cpuMs: first.cpuMs };
     /** Stores a snapshot as the processor does, reads its chain back and restores it. */
     const measure = async (serialized, offset, link) => {
-      const { kind, text, pageViews, rulesVersion, rulesFingerprint } = serialized.value;
-      const out = { kind, serialize: { wallMs: serialized.wallMs, cpuMs: serialized.cpuMs }, pageViews, megabytes: Number((text.length / 1e6).toFixed(1)) };
+      const { kind, bytes, pageViews, rulesVersion, rulesFingerprint } = serialized.value;
+      const out = { kind, serialize: { wallMs: serialized.wallMs, cpuMs: serialized.cpuMs }, pageViews, megabytes: Number((bytes.length / 1e6).toFixed(1)) };
       out.store = await timed(() =>
-        store.saveSnapshot({ topic: `steady-${rate}`, partition: 0, nextOffset: offset, rulesVersion, rulesFingerprint, pageViews, snapshot: text, processorId: 'bench', ...link }),
+        store.saveSnapshot({ topic: `steady-${rate}`, partition: 0, nextOffset: offset, rulesVersion, rulesFingerprint, pageViews, snapshot: bytes, processorId: 'bench', ...link }),
       );
       delete out.store.value;
       const read = await timed(() => store.latestSnapshot(`steady-${rate}`, 0, offset));
       out.read = { wallMs: read.wallMs, cpuMs: read.cpuMs };
       const chain = read.value;
-      if (chain === undefined || (chain.deltas.length === 0 ? chain.snapshot : chain.deltas[chain.deltas.length - 1]) !== text)
+      if (chain === undefined || !Buffer.from(chain.deltas.length === 0 ? chain.snapshot : chain.deltas[chain.deltas.length - 1]).equals(bytes))
         throw new Error('the stored snapshot did not read back equal');
       const restored = await timed(() => new PartitionWork().restore(0, chain, 0));
       out.restore = { wallMs: restored.wallMs, cpuMs: restored.cpuMs };

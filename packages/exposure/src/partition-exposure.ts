@@ -296,16 +296,26 @@ export class PartitionExposure {
    * changed since the last one (and holds the texts of the others meanwhile).
    */
   snapshotText(): string {
-    const open: string[] = [];
+    return this.snapshotPieces().join('');
+  }
+
+  /**
+   * {@link snapshotText} in pieces, in order, not joined: a partition's text can be hundreds of
+   * MB, and its pieces (mostly the page views' kept texts) can be encoded or sent a part at a time
+   * without ever being one string.
+   */
+  snapshotPieces(): string[] {
+    const pieces = [`{${this.headerText('partition')},"open":[`];
     for (const e of this.open.values()) {
-      open.push(textOf(e));
+      if (pieces.length > 1) pieces.push(',');
+      pieces.push(textOf(e));
       e.baseRevision = e.textRevision;
     }
     this.startTracking();
-    return (
-      `{${this.headerText('partition')},"open":[${open.join(',')}],${this.pendingText()},` +
-      `"closed_recently":[${this.closedRecentlyText()}]}`
-    );
+    pieces.push(`],${this.pendingText()},"closed_recently":[`);
+    this.closedRecentlyTexts().forEach((text, i) => pieces.push(i === 0 ? text : `,${text}`));
+    pieces.push(']}');
+    return pieces;
   }
 
   /**
@@ -315,22 +325,33 @@ export class PartitionExposure {
    * waiting out the lateness window, and a delta leaves them out.
    */
   deltaText(): string | undefined {
+    return this.deltaPieces()?.join('');
+  }
+
+  /** {@link deltaText} in pieces, as {@link snapshotPieces}. */
+  deltaPieces(): string[] | undefined {
     if (!this.tracking) return undefined;
     const updated: string[] = [];
     const opened: string[] = [];
     for (const e of this.open.values()) {
       if (e.baseRevision === e.state.snapshotRevision) continue;
-      (e.baseRevision === UNBASED ? opened : updated).push(textOf(e));
+      const list = e.baseRevision === UNBASED ? opened : updated;
+      if (list.length > 0) list.push(',');
+      list.push(textOf(e));
       e.baseRevision = e.textRevision;
     }
     const added: [string, number][] = [];
     for (const id of this.closedAdded) added.push([id, this.closedRecently.get(id) as number]);
-    const text =
-      `{${this.headerText('partition_delta')},"removed":${JSON.stringify(this.removedSince)},` +
-      `"updated":[${updated.join(',')}],"opened":[${opened.join(',')}],${this.pendingText()},` +
-      `"closed_dropped":${JSON.stringify(this.closedDropped)},"closed_added":${JSON.stringify(added)}}`;
+    const pieces = [
+      `{${this.headerText('partition_delta')},"removed":${JSON.stringify(this.removedSince)},"updated":[`,
+      ...updated,
+      '],"opened":[',
+      ...opened,
+      `],${this.pendingText()},` +
+        `"closed_dropped":${JSON.stringify(this.closedDropped)},"closed_added":${JSON.stringify(added)}}`,
+    ];
     this.startTracking();
-    return text;
+    return pieces;
   }
 
   /**
@@ -408,12 +429,12 @@ export class PartitionExposure {
   }
 
   /**
-   * The pairs of `closedRecently` as JSON text without brackets. An hour of closed ids can be a
+   * The pairs of `closedRecently` as JSON texts without brackets, to be joined with commas. An hour of closed ids can be a
    * million pairs, most of them in the previous call's text already: between calls pairs only
    * leave the front (pruned) and join the back (closed), so the chunks of the last call still
    * whole are kept, and only a partly pruned first chunk, the last one and the new pairs are made.
    */
-  private closedRecentlyText(): string {
+  private closedRecentlyTexts(): string[] {
     let kept = this.closedMoved ? [] : this.closedChunks;
     let pruned = this.closedPruned;
     let first = 0;
@@ -444,7 +465,7 @@ export class PartitionExposure {
     this.closedChunks = chunks;
     this.closedPruned = 0;
     this.closedMoved = false;
-    return chunks.map((chunk) => chunk.text).join(',');
+    return chunks.map((chunk) => chunk.text);
   }
 
   private changedIds(): string[] {

@@ -189,7 +189,7 @@ describe('ExposureStore snapshots', () => {
     expect((await store.latestSnapshot(topic, 4, '9007199254740001'))?.snapshot).toBe('{"other partition":1}');
   });
 
-  it('stores and reads snapshots on a connection of their own, not behind a statement on the results\' one', async () => {
+  it('stores snapshots given as bytes, on a connection of their own, not behind a statement on the results\' one', async () => {
     // Embedded, a connection runs its statements one at a time: a snapshot behind this one
     // would wait its 3 s out (the longest sleep ClickHouse allows).
     let longDone = false;
@@ -203,10 +203,11 @@ describe('ExposureStore snapshots', () => {
       rulesVersion: 1,
       rulesFingerprint: '1:7',
       pageViews: 1,
-      snapshot: '{"alongside":true}',
+      // As a processor's partition thread hands it over: UTF-8 bytes.
+      snapshot: Buffer.from('{"alongside":"ü€😀"}', 'utf8'),
       processorId: 'p-1',
     });
-    expect((await store.latestSnapshot('alongside', 0, '7'))?.snapshot).toBe('{"alongside":true}');
+    expect((await store.latestSnapshot('alongside', 0, '7'))?.snapshot).toBe('{"alongside":"ü€😀"}');
     expect(longDone).toBe(false);
     await long;
     // One connection per name, for the warehouse's life.

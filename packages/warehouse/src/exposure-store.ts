@@ -373,7 +373,8 @@ export class ExposureStore {
     rulesVersion: number;
     rulesFingerprint: string;
     pageViews: number;
-    snapshot: string;
+    /** The JSON text, or its UTF-8 bytes. */
+    snapshot: string | Uint8Array;
     processorId: string;
     /** Default `full`; a delta names the snapshot it follows and its chain's full one. */
     kind?: SnapshotKind;
@@ -397,7 +398,8 @@ export class ExposureStore {
     out.uint16(snapshot.rulesVersion);
     out.string(snapshot.rulesFingerprint);
     out.uint32(snapshot.pageViews);
-    out.string(snapshot.snapshot);
+    if (typeof snapshot.snapshot === 'string') out.string(snapshot.snapshot);
+    else out.stringBytes(snapshot.snapshot);
     out.string(snapshot.processorId);
     out.int64(Date.now());
     out.string(kind);

@@ -41,6 +41,18 @@ describe('RowBinaryWriter', () => {
     expect(readRowBinary(body, ['String', 'String', 'String', 'String'])).toEqual([[long, wide, wider, '']]);
   });
 
+  it('writes a String given as UTF-8 bytes as it writes the text', () => {
+    const texts = ['', 'ab', '€'.repeat(43), `{"pv":"ü😀"}${'x'.repeat(300)}`];
+    const asText = new RowBinaryWriter(4);
+    const asBytes = new RowBinaryWriter(4);
+    for (const text of texts) {
+      asText.string(text);
+      asBytes.stringBytes(new TextEncoder().encode(text));
+    }
+    expect(Buffer.from(asBytes.finish()).equals(Buffer.from(asText.finish()))).toBe(true);
+    expect(readRowBinary(asBytes.finish(), ['String', 'String', 'String', 'String'])).toEqual([texts]);
+  });
+
   it('refuses numbers its column cannot hold instead of writing other ones', () => {
     const out = new RowBinaryWriter();
     expect(() => out.uint8(256)).toThrow(RowBinaryError);

@@ -60,6 +60,14 @@ export class RowBinaryWriter {
     this.at += this.buf.write(value, this.at, 'utf8');
   }
 
+  /** A String column's value given as its bytes (UTF-8 text, already encoded). */
+  stringBytes(value: Uint8Array): void {
+    this.room(5 + value.length);
+    this.leb128(value.length);
+    this.buf.set(value, this.at);
+    this.at += value.length;
+  }
+
   strings(values: readonly string[]): void {
     this.room(5);
     this.leb128(values.length);

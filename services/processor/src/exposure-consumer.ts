@@ -509,7 +509,7 @@ export class ExposureConsumer {
       if (this.failure !== undefined) throw this.failure;
       const commits: Array<{ topic: string; partition: number; offset: string }> = [];
       for (const { state, chain, offset, snapshot } of wanted) {
-        const { kind, text, pageViews, rulesVersion, rulesFingerprint, serializeMs } = await snapshot;
+        const { kind, bytes, pageViews, rulesVersion, rulesFingerprint, serializeMs } = await snapshot;
         // The engine makes a full snapshot where it has no base for a delta.
         const link = kind === 'delta' && chain !== undefined ? chain : undefined;
         let storeMs = 0;
@@ -524,7 +524,7 @@ export class ExposureConsumer {
               rulesVersion,
               rulesFingerprint,
               pageViews,
-              snapshot: text,
+              snapshot: bytes,
               processorId: this.options.processorId,
               ...(link === undefined
                 ? { kind: 'full' as const }
@@ -535,13 +535,13 @@ export class ExposureConsumer {
           keepAlive,
         );
         state.snapshotCostMs = serializeMs + storeMs;
-        this.metrics.snapshot(link === undefined ? 'full' : 'delta', text.length, state.snapshotCostMs);
+        this.metrics.snapshot(link === undefined ? 'full' : 'delta', bytes.length, state.snapshotCostMs);
         state.snapshotAt = offset;
         if (this.partitions.get(state.partition) === state)
           state.chain =
             link === undefined
-              ? { base: offset, last: offset, baseBytes: text.length, deltaBytes: 0 }
-              : { ...link, last: offset, deltaBytes: link.deltaBytes + text.length };
+              ? { base: offset, last: offset, baseBytes: bytes.length, deltaBytes: 0 }
+              : { ...link, last: offset, deltaBytes: link.deltaBytes + bytes.length };
         commits.push({ topic: this.options.topic, partition: state.partition, offset: offset.toString() });
       }
       try {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { encodePageEvent } from '@dwell/protocol';
 import { IMPRESSION_TYPES, MINUTE_TYPES, readRowBinary, type RowBinaryType } from '@dwell/warehouse';
 import { workload } from '../../../test/workload.js';
-import { InThreadEngine, SpreadEngine, type PartitionEngine } from './partition-engine.js';
+import { InThreadEngine, SpreadEngine, WorkerThreadEngine, type PartitionEngine } from './partition-engine.js';
 
 const PARTITIONS = [0, 1, 2, 3, 4];
 
@@ -60,5 +60,38 @@ describe('SpreadEngine', () => {
     // Partition 3 lives on engine 1: engine 0 does not know it.
     await expect(engines[0]?.apply(3, [])).rejects.toThrow(/not restored/);
     await expect(engines[1]?.apply(3, [])).resolves.toBeDefined();
+  });
+});
+
+describe('WorkerThreadEngine', () => {
+  it('gives the snapshots the calling thread gives, each of the state when it was asked for', async () => {
+    const inThread = new InThreadEngine();
+    const worker = new WorkerThreadEngine();
+    try {
+      const all = records();
+      const feed = async (engine: PartitionEngine, from: number, to: number): Promise<void> => {
+        for (const p of PARTITIONS) await engine.apply(p, (all.get(p) ?? []).slice(from, to));
+      };
+      for (const engine of [inThread, worker]) {
+        for (const p of PARTITIONS) await engine.restore(p, null, 0);
+        await feed(engine, 0, 300);
+      }
+      const expected = [await inThread.snapshot(1, false)];
+      await feed(inThread, 300, 400);
+      expected.push(await inThread.snapshot(1, true));
+      // Not waited for: the batches after the full snapshot are served while it is encoded, and
+      // change neither it nor the delta asked for after them.
+      const full = worker.snapshot(1, false);
+      await feed(worker, 300, 400);
+      const delta = worker.snapshot(1, true);
+      const snapshots = await Promise.all([full, delta]);
+      expect(snapshots.map((s) => s.kind)).toEqual(['full', 'delta']);
+      expect(snapshots.map((s) => Buffer.from(s.bytes).toString('utf8'))).toEqual(
+        expected.map((s) => Buffer.from(s.bytes).toString('utf8')),
+      );
+      expect(snapshots[1]?.pageViews).toBe(expected[1]?.pageViews);
+    } finally {
+      await Promise.all([inThread.close(), worker.close()]);
+    }
   });
 });

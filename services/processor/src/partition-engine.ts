@@ -4,7 +4,9 @@
  * fetches from Kafka (KafkaJS decodes every fetch in JavaScript) and writes to ClickHouse.
  *
  * Both serve requests strictly in call order: a `take` or `snapshot` sees exactly the batches
- * applied before it was called, whichever thread does the work. A worker that fails fails every
+ * applied before it was called, whichever thread does the work. The worker thread answers a
+ * snapshot once its text is encoded, a slice at a time between the requests after it, so a large
+ * one holds up the partitions of that thread only while it is taken. A worker that fails fails every
  * pending and later request; the processor then stops consuming (its partitions resume elsewhere,
  * or after a restart, from their last snapshot).
  */
@@ -14,7 +16,7 @@ import type { RulesConfig } from '@dwell/exposure';
 import {
   PartitionWork,
   type AppliedBatch,
-  type SnapshotText,
+  type SnapshotBytes,
   type StoredState,
   type TakeRequest,
   type TakenResults,
@@ -28,8 +30,8 @@ export interface PartitionEngine {
   /** Applies a partition's next records; the batch may be copied, never kept. */
   apply(partition: number, values: ReadonlyArray<Buffer | null>): Promise<AppliedBatch>;
   take(versions: ReadonlyArray<TakeRequest>): Promise<TakenResults>;
-  /** See PartitionWork.snapshot. */
-  snapshot(partition: number, delta: boolean): Promise<SnapshotText>;
+  /** See PartitionWork.snapshot; a later request may be answered before it. */
+  snapshot(partition: number, delta: boolean): Promise<SnapshotBytes>;
   /**
    * The operating system's ids of the worker threads doing the work, one entry per thread in the
    * order partitions are spread over them (undefined: not known, or not started yet); empty when
@@ -66,7 +68,7 @@ export class InThreadEngine implements PartitionEngine {
     return settle(() => this.work.take(versions));
   }
 
-  snapshot(partition: number, delta: boolean): Promise<SnapshotText> {
+  snapshot(partition: number, delta: boolean): Promise<SnapshotBytes> {
     return settle(() => this.work.snapshot(partition, delta));
   }
 
@@ -88,8 +90,13 @@ function settle<T>(work: () => T): Promise<T> {
   }
 }
 
-/** A request to the worker thread; answered with a {@link WorkerAnswer}, in order. */
-export type WorkerRequest =
+/**
+ * A request to the worker thread, served in order and answered with a {@link WorkerAnswer} of the
+ * same id (a snapshot's after the requests served while its text is encoded).
+ */
+export type WorkerRequest = WorkerOp & { readonly id: number };
+
+export type WorkerOp =
   | {
       readonly op: 'restore';
       readonly partition: number;
@@ -108,7 +115,8 @@ export type WorkerRequest =
   | { readonly op: 'snapshot'; readonly partition: number; readonly delta: boolean };
 
 export type WorkerAnswer =
-  { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: string };
+  | { readonly id: number; readonly ok: true; readonly value: unknown }
+  | { readonly id: number; readonly ok: false; readonly error: string };
 
 /**
  * Runs the work in a worker thread. Requests are posted at once and answered in order, so the
@@ -116,7 +124,8 @@ export type WorkerAnswer =
  */
 export class WorkerThreadEngine implements PartitionEngine {
   private readonly worker: Worker;
-  private readonly pending: Array<{ resolve: (value: unknown) => void; reject: (error: Error) => void }> = [];
+  private readonly pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
+  private nextId = 0;
   private failure: Error | undefined;
   /** Where the worker writes its operating-system thread id once it runs (0 until then, or where unknown). */
   private readonly threadId = new Int32Array(new SharedArrayBuffer(4));
@@ -124,14 +133,16 @@ export class WorkerThreadEngine implements PartitionEngine {
   constructor(rules?: RulesConfig) {
     this.worker = new Worker(workerEntry(), { workerData: { rules: rules ?? null, threadId: this.threadId } });
     this.worker.on('message', (answer: WorkerAnswer) => {
-      const waiting = this.pending.shift();
+      const waiting = this.pending.get(answer.id);
       if (waiting === undefined) return;
+      this.pending.delete(answer.id);
       if (answer.ok) waiting.resolve(answer.value);
       else waiting.reject(new Error(answer.error));
     });
     const fail = (error: Error): void => {
       this.failure ??= error;
-      for (const waiting of this.pending.splice(0)) waiting.reject(error);
+      for (const waiting of this.pending.values()) waiting.reject(error);
+      this.pending.clear();
     };
     this.worker.on('error', fail);
     this.worker.on('exit', (code) => fail(new Error(`the partition worker thread exited (code ${code})`)));
@@ -172,8 +183,8 @@ export class WorkerThreadEngine implements PartitionEngine {
     return this.request({ op: 'take', versions }) as Promise<TakenResults>;
   }
 
-  snapshot(partition: number, delta: boolean): Promise<SnapshotText> {
-    return this.request({ op: 'snapshot', partition, delta }) as Promise<SnapshotText>;
+  snapshot(partition: number, delta: boolean): Promise<SnapshotBytes> {
+    return this.request({ op: 'snapshot', partition, delta }) as Promise<SnapshotBytes>;
   }
 
   workerThreadIds(): ReadonlyArray<number | undefined> {
@@ -186,11 +197,12 @@ export class WorkerThreadEngine implements PartitionEngine {
     await this.worker.terminate();
   }
 
-  private request(request: WorkerRequest, transfer: ArrayBuffer[] = []): Promise<unknown> {
+  private request(request: WorkerOp, transfer: ArrayBuffer[] = []): Promise<unknown> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
+    const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.push({ resolve, reject });
-      this.worker.postMessage(request, transfer);
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ ...request, id } satisfies WorkerRequest, transfer);
     });
   }
 }
@@ -249,7 +261,7 @@ export class SpreadEngine implements PartitionEngine {
     return { impressions: joinEncodedRows(impressions), minutes: joinEncodedRows(minutes), partitions };
   }
 
-  snapshot(partition: number, delta: boolean): Promise<SnapshotText> {
+  snapshot(partition: number, delta: boolean): Promise<SnapshotBytes> {
     return this.of(partition).snapshot(partition, delta);
   }
 

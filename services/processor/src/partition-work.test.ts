@@ -1,7 +1,9 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { encodePageEvent } from '@dwell/protocol';
 import { workload } from '../../../test/workload.js';
-import { PartitionWork } from './partition-work.js';
+import { PartitionWork, SnapshotEncoder, type SnapshotTaken } from './partition-work.js';
+
+const textOf = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
 
 describe('PartitionWork.snapshot', () => {
   afterEach(() => {
@@ -16,15 +18,17 @@ describe('PartitionWork.snapshot', () => {
     return work;
   }
 
-  it('gives the partition state as JSON text that restores it, with what serializing took', () => {
+  it('gives the partition state as JSON text in UTF-8 that restores it, with what serializing took', () => {
     const work = filled();
     const snapshot = work.snapshot(7);
     expect(snapshot.pageViews).toBe(20);
     expect(snapshot.serializeMs).toBeGreaterThanOrEqual(0);
     expect(snapshot.kind).toBe('full');
+    const text = textOf(snapshot.bytes);
+    expect(JSON.parse(text)).toMatchObject({ kind: 'partition' });
     const again = new PartitionWork();
-    expect(again.restore(7, { snapshot: snapshot.text, deltas: [] }, 0)).toBe(20);
-    expect(again.snapshot(7).text).toBe(snapshot.text);
+    expect(again.restore(7, { snapshot: text, deltas: [] }, 0)).toBe(20);
+    expect(textOf(again.snapshot(7).bytes)).toBe(text);
   });
 
   it('gives a delta on the snapshot before when asked', () => {
@@ -35,10 +39,10 @@ describe('PartitionWork.snapshot', () => {
     const delta = work.snapshot(7, true);
     expect(delta.kind).toBe('delta');
     expect(delta.pageViews).toBe(23);
-    expect(delta.text.length).toBeLessThan(base.text.length);
+    expect(delta.bytes.length).toBeLessThan(base.bytes.length);
     const again = new PartitionWork();
-    expect(again.restore(7, { snapshot: base.text, deltas: [delta.text] }, 0)).toBe(23);
-    expect(again.snapshot(7).text).toBe(work.snapshot(7).text);
+    expect(again.restore(7, { snapshot: textOf(base.bytes), deltas: [textOf(delta.bytes)] }, 0)).toBe(23);
+    expect(textOf(again.snapshot(7).bytes)).toBe(textOf(work.snapshot(7).bytes));
   });
 
   it('says what to do when the state is too large for one text', () => {
@@ -51,5 +55,38 @@ describe('PartitionWork.snapshot', () => {
     expect(() => work.snapshot(7)).toThrow(
       /partition 7 holds too much to snapshot as one text \(20 page views: Invalid string length\); give the events topic more partitions/,
     );
+  });
+});
+
+describe('SnapshotEncoder', () => {
+  const taken = (pieces: string[]): SnapshotTaken => ({
+    kind: 'full',
+    pieces,
+    chars: pieces.reduce((sum, piece) => sum + piece.length, 0),
+    pageViews: 1,
+    rulesVersion: 1,
+    rulesFingerprint: 'f',
+    takeMs: 2,
+  });
+
+  it('encodes the pieces in order as UTF-8 a slice at a time, growing past a byte per character', () => {
+    // Multi-byte characters and pairs of UTF-16 units take up to 4 bytes for 2 units: more than
+    // the byte per unit the buffer starts with.
+    const pieces = Array.from({ length: 1000 }, (_, i) => (i % 3 === 0 ? `"ü€😀-${i}"` : i % 3 === 1 ? ',' : `{"n":${i}}`));
+    const encoder = new SnapshotEncoder(taken(pieces));
+    let steps = 1;
+    while (!encoder.step(() => false)) steps++;
+    // Asked whether to go on every 64 pieces: told no each time, 64 pieces per slice.
+    expect(steps).toBe(Math.ceil(pieces.length / 64));
+    const snapshot = encoder.finish();
+    expect(Buffer.from(snapshot.bytes).toString('utf8')).toBe(pieces.join(''));
+    expect(snapshot.bytes.byteLength).toBe(Buffer.byteLength(pieces.join(''), 'utf8'));
+    expect(snapshot.serializeMs).toBeGreaterThanOrEqual(2);
+  });
+
+  it('is not finished before every piece is encoded', () => {
+    const encoder = new SnapshotEncoder(taken(Array.from({ length: 200 }, () => 'x')));
+    expect(encoder.step(() => false)).toBe(false);
+    expect(() => encoder.finish()).toThrow(/not encoded yet/);
   });
 });

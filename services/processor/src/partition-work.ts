@@ -5,6 +5,7 @@
  * either way its requests are served strictly in the order they were made, which is what makes
  * a snapshot or a write correspond exactly to the offsets applied before it was requested.
  */
+import { constants } from 'node:buffer';
 import {
   DEFAULT_RULES_CONFIG,
   EVENT_OUTCOMES,
@@ -67,15 +68,89 @@ export interface StoredState {
   readonly deltas: readonly string[];
 }
 
-export interface SnapshotText {
+/** The longest string V8 makes, UTF-16 units (about 536 million). */
+const MAX_STRING_LENGTH = constants.MAX_STRING_LENGTH;
+
+/** A partition's snapshot as taken: its JSON text still in pieces (see PartitionExposure.snapshotPieces). */
+export interface SnapshotTaken {
   /** `delta`: what changed since the partition's previous snapshot (see PartitionExposure.deltaText). */
   readonly kind: 'full' | 'delta';
-  readonly text: string;
+  readonly pieces: readonly string[];
+  /** The text's length, UTF-16 units. */
+  readonly chars: number;
   readonly pageViews: number;
   readonly rulesVersion: number;
   readonly rulesFingerprint: string;
-  /** How long taking and serializing it held up the partition's thread, ms. */
+  /** How long taking it held up the partition's thread, ms. */
+  readonly takeMs: number;
+}
+
+/** A partition's snapshot, its JSON text as UTF-8. */
+export interface SnapshotBytes {
+  readonly kind: 'full' | 'delta';
+  /** The text, in a buffer of its own (so it moves between threads without a copy). */
+  readonly bytes: Uint8Array;
+  readonly pageViews: number;
+  readonly rulesVersion: number;
+  readonly rulesFingerprint: string;
+  /** How long taking and encoding it took its thread, ms. */
   readonly serializeMs: number;
+}
+
+/**
+ * Encodes a snapshot's pieces as UTF-8 into one buffer, a slice at a time: a full snapshot can be
+ * hundreds of MB, and its thread serves other partitions' events between the slices.
+ */
+export class SnapshotEncoder {
+  private buf: Buffer;
+  private at = 0;
+  private next = 0;
+  private spentMs = 0;
+  private readonly snapshot: SnapshotTaken;
+
+  constructor(snapshot: SnapshotTaken) {
+    this.snapshot = snapshot;
+    // JSON of ids and numbers is ASCII mostly: a byte per unit, and the buffer grows if that is short.
+    this.buf = Buffer.allocUnsafeSlow(Math.max(64, snapshot.chars));
+  }
+
+  /** Encodes pieces while `goOn()` says so (asked every few dozen pieces); true once all are. */
+  step(goOn: () => boolean = () => true): boolean {
+    const started = performance.now();
+    const { pieces } = this.snapshot;
+    for (let n = 0; this.next < pieces.length; n++) {
+      if (n > 0 && (n & 63) === 0 && !goOn()) break;
+      const piece = pieces[this.next++] as string;
+      // At most 3 bytes per UTF-16 unit; the exact length only where that may not fit.
+      if (this.buf.length - this.at < piece.length * 3) {
+        const needed = this.at + Buffer.byteLength(piece, 'utf8');
+        if (needed > this.buf.length) this.grow(needed);
+      }
+      this.at += this.buf.write(piece, this.at, 'utf8');
+    }
+    this.spentMs += performance.now() - started;
+    return this.next === pieces.length;
+  }
+
+  /** The snapshot once {@link step} said it is encoded. */
+  finish(): SnapshotBytes {
+    if (this.next !== this.snapshot.pieces.length) throw new Error('the snapshot is not encoded yet');
+    const { kind, pageViews, rulesVersion, rulesFingerprint, takeMs } = this.snapshot;
+    return {
+      kind,
+      bytes: new Uint8Array(this.buf.buffer, this.buf.byteOffset, this.at),
+      pageViews,
+      rulesVersion,
+      rulesFingerprint,
+      serializeMs: takeMs + this.spentMs,
+    };
+  }
+
+  private grow(needed: number): void {
+    const bigger = Buffer.allocUnsafeSlow(Math.max(needed, Math.ceil(this.buf.length * 1.5)));
+    this.buf.copy(bigger, 0, 0, this.at);
+    this.buf = bigger;
+  }
 }
 
 /**
@@ -238,34 +313,52 @@ export class PartitionWork {
    * delta (or restore), when there was one; otherwise, or without one, all of it. Either way the
    * state now is the base of the next delta.
    */
-  snapshot(partition: number, delta = false): SnapshotText {
+  snapshot(partition: number, delta = false): SnapshotBytes {
+    const encoder = new SnapshotEncoder(this.takeSnapshot(partition, delta));
+    encoder.step();
+    return encoder.finish();
+  }
+
+  /**
+   * {@link snapshot} as taken, its text still in pieces: this holds up the partition's thread
+   * only for the page views whose texts are not kept (see PartitionExposure.snapshotText), and a
+   * {@link SnapshotEncoder} makes the bytes.
+   */
+  takeSnapshot(partition: number, delta = false): SnapshotTaken {
     const held = this.held.get(partition);
     if (held === undefined) throw new Error(`partition ${partition} is not restored`);
     const started = performance.now();
     const { exposure } = held;
     const pageViews = exposure.pageViewsInMemory;
-    let text: string | undefined;
-    let kind: SnapshotText['kind'] = 'delta';
+    const tooLarge = (reason: string): Error =>
+      new Error(
+        `partition ${partition} holds too much to snapshot as one text (${pageViews} page views: ${reason}); ` +
+          'give the events topic more partitions, so that each holds fewer page views',
+      );
+    let pieces: string[] | undefined;
+    let kind: SnapshotTaken['kind'] = 'delta';
     try {
-      if (delta) text = exposure.deltaText();
-      if (text === undefined) {
+      if (delta) pieces = exposure.deltaPieces();
+      if (pieces === undefined) {
         kind = 'full';
-        text = exposure.snapshotText();
+        pieces = exposure.snapshotPieces();
       }
     } catch (error) {
       if (!(error instanceof RangeError)) throw error;
-      throw new Error(
-        `partition ${partition} holds too much to snapshot as one text (${pageViews} page views: ${error.message}); ` +
-          'give the events topic more partitions, so that each holds fewer page views',
-      );
+      throw tooLarge(error.message);
     }
+    let chars = 0;
+    for (const piece of pieces) chars += piece.length;
+    // A restore reads the text back as one string.
+    if (chars > MAX_STRING_LENGTH) throw tooLarge(`${chars} characters, more than the ${MAX_STRING_LENGTH} of the longest string`);
     return {
       kind,
-      text,
+      pieces,
+      chars,
       pageViews,
       rulesVersion: exposure.rulesVersion,
       rulesFingerprint: exposure.rulesFingerprint,
-      serializeMs: performance.now() - started,
+      takeMs: performance.now() - started,
     };
   }
 }

@@ -3,7 +3,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { RulesConfig } from '@dwell/exposure';
 import { currentThreadId } from '@dwell/runtime';
 import type { WorkerAnswer, WorkerRequest } from './partition-engine.js';
-import { PartitionWork, type TakenResults } from './partition-work.js';
+import { PartitionWork, SnapshotEncoder, type SnapshotBytes, type SnapshotTaken, type TakenResults } from './partition-work.js';
 
 const port = parentPort;
 if (port === null) throw new Error('partition-worker runs as a worker thread');
@@ -14,6 +14,40 @@ const work = new PartitionWork(rules ?? undefined);
 // Between requests, snapshot texts of page views that look done are made ahead, a little at a
 // time, so that a snapshot holds this thread up only for the page views still active.
 work.prepareWhileIdle();
+
+function answer(message: WorkerAnswer, transfer: ArrayBuffer[] = []): void {
+  (port as NonNullable<typeof port>).postMessage(message, transfer);
+}
+
+/**
+ * How long one slice of encoding snapshots may hold the thread, ms, before the requests that came
+ * in meanwhile are served.
+ */
+const ENCODE_SLICE_MS = 10;
+
+/** Snapshots taken and being encoded, in order of their requests. */
+const encoding: Array<{ id: number; encoder: SnapshotEncoder }> = [];
+
+/** Encodes the snapshots taken, a slice at a time, answering each once its text is done. */
+function encodeSlice(): void {
+  const until = performance.now() + ENCODE_SLICE_MS;
+  while (encoding.length > 0 && performance.now() < until) {
+    const { id, encoder } = encoding[0] as (typeof encoding)[number];
+    let value: SnapshotBytes;
+    try {
+      if (!encoder.step(() => performance.now() < until)) break;
+      value = encoder.finish();
+    } catch (error) {
+      encoding.shift();
+      answer({ id, ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+      continue;
+    }
+    encoding.shift();
+    // The bytes move to the consumer's thread without a copy: the encoder's buffer is their own.
+    answer({ id, ok: true, value }, value.bytes.buffer instanceof ArrayBuffer ? [value.bytes.buffer] : []);
+  }
+  if (encoding.length > 0) setImmediate(encodeSlice);
+}
 
 function serve(request: WorkerRequest): unknown {
   switch (request.op) {
@@ -39,24 +73,30 @@ function serve(request: WorkerRequest): unknown {
     case 'take':
       return work.take(request.versions);
     case 'snapshot':
-      return work.snapshot(request.partition, request.delta);
+      return work.takeSnapshot(request.partition, request.delta);
   }
 }
 
 port.on('message', (request: WorkerRequest) => {
-  let answer: WorkerAnswer;
+  let reply: WorkerAnswer;
   const transfer: ArrayBuffer[] = [];
   try {
     const value = serve(request);
+    if (request.op === 'snapshot') {
+      // Taken now, in order; answered once encoded.
+      encoding.push({ id: request.id, encoder: new SnapshotEncoder(value as SnapshotTaken) });
+      if (encoding.length === 1) setImmediate(encodeSlice);
+      return;
+    }
     // Taken rows move to the consumer's thread without a copy: their encoders own their buffers.
     if (request.op === 'take') {
       const { impressions, minutes } = value as TakenResults;
       for (const { rows, body } of [impressions, minutes])
         if (rows > 0 && body.buffer instanceof ArrayBuffer) transfer.push(body.buffer);
     }
-    answer = { ok: true, value };
+    reply = { id: request.id, ok: true, value };
   } catch (error) {
-    answer = { ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) };
+    reply = { id: request.id, ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) };
   }
-  port.postMessage(answer, transfer);
+  answer(reply, transfer);
 });
