@@ -656,7 +656,7 @@ function processorMetrics(
   );
   const snapshotMs = registry.histogram(
     'dwell_processor_snapshot_duration_ms',
-    'What a partition snapshot cost, by kind (full, or a delta on the one before): serializing it (which holds up the partition\'s thread) and storing it, ms.',
+    'What a partition snapshot cost, by kind (full, or a delta on the one before): taking it (which holds up the partition\'s thread), encoding it (between that thread\'s other work) and storing it, ms.',
     [100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000],
   );
   const restores = registry.counter(
