@@ -11,22 +11,37 @@ const [brokers, topic, rate, seconds] = process.argv.slice(2);
 const total = Number(rate) * Number(seconds);
 const building = Date.now();
 let events = encodedWorkload({ seed: 99, events: total, baseMs: building, spreadMs: Number(seconds) * 1000 });
-// The values packed into one buffer outside the V8 heap, the per-event objects dropped: millions
+// The values packed into buffers outside the V8 heap, the per-event objects dropped: millions
 // of small Buffers and their objects would leave the producer collecting a heap of gigabytes
-// while it should keep its schedule.
+// while it should keep its schedule. A buffer holds at most 1 GiB (Node's limit is 4 GiB, and
+// eleven minutes at half load is more).
+const CHUNK_BYTES = 2 ** 30;
 const count = events.length;
 const keys = new Array(count);
-const offsets = new Float64Array(count + 1);
+/** Event i's value: bytes offsets[i] to ends[i] of chunks[chunkOf[i]]. */
+const chunkOf = new Uint32Array(count);
+const offsets = new Float64Array(count);
+const ends = new Float64Array(count);
+const sizes = [];
 let bytes = 0;
+let inChunk = 0;
 for (let i = 0; i < count; i++) {
-  offsets[i] = bytes;
-  bytes += events[i].value.length;
+  const length = events[i].value.length;
+  if (inChunk + length > CHUNK_BYTES) {
+    sizes.push(inChunk);
+    inChunk = 0;
+  }
+  chunkOf[i] = sizes.length;
+  offsets[i] = inChunk;
+  ends[i] = inChunk + length;
+  inChunk += length;
+  bytes += length;
 }
-offsets[count] = bytes;
-const values = Buffer.allocUnsafe(bytes);
+sizes.push(inChunk);
+const chunks = sizes.map((size) => Buffer.allocUnsafe(size));
 for (let i = 0; i < count; i++) {
   keys[i] = events[i].key;
-  events[i].value.copy(values, offsets[i]);
+  events[i].value.copy(chunks[chunkOf[i]], offsets[i]);
 }
 events = undefined;
 // Collect the dropped objects now (the benchmark starts it with --expose-gc): with millions of
@@ -49,7 +64,7 @@ while (sent < count) {
   while (due > sent) {
     const end = Math.min(due, sent + MAX_PER_SEND);
     const messages = new Array(end - sent);
-    for (let i = sent; i < end; i++) messages[i - sent] = { key: keys[i], value: values.subarray(offsets[i], offsets[i + 1]) };
+    for (let i = sent; i < end; i++) messages[i - sent] = { key: keys[i], value: chunks[chunkOf[i]].subarray(offsets[i], ends[i]) };
     sent = end;
     // Freshness counts from here: the moment a gateway would have handed the events to Kafka.
     const at = Date.now();
