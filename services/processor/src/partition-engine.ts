@@ -6,9 +6,9 @@
  * Both serve requests strictly in call order: a `take` or `snapshot` sees exactly the batches
  * applied before it was called, whichever thread does the work. The worker thread answers a
  * snapshot once its text is encoded, a slice at a time between the requests after it, so a large
- * one holds up the partitions of that thread only while it is taken. A worker that fails fails every
- * pending and later request; the processor then stops consuming (its partitions resume elsewhere,
- * or after a restart, from their last snapshot).
+ * one holds up the partitions of that thread only while it is taken. A worker that fails fails
+ * every pending and later request; the processor then stops consuming (its partitions resume
+ * elsewhere, or after a restart, from their last snapshot).
  */
 import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
@@ -119,7 +119,7 @@ export type WorkerAnswer =
   | { readonly id: number; readonly ok: false; readonly error: string };
 
 /**
- * Runs the work in a worker thread. Requests are posted at once and answered in order, so the
+ * Runs the work in a worker thread. Requests are posted at once and served in order, so the
  * consumer thread goes on fetching while the worker computes.
  */
 export class WorkerThreadEngine implements PartitionEngine {

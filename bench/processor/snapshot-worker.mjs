@@ -1,0 +1,87 @@
+// How long a partition's worker thread is held up by a full snapshot of a large partition. The
+// thread takes the snapshot (serializes the page views still active and gathers the kept texts)
+// in order with its other requests, then encodes the text as UTF-8 a slice at a time between them
+// and answers with the bytes. This builds a real partition state in a worker (the given rate into
+// partition 0 for the given minutes, with idle time for the texts made ahead), then asks for a
+// full snapshot, a delta and a full snapshot again, each immediately followed by a request for
+// another partition. Reported per snapshot: when it was answered (the baseline: before, the
+// thread answered every request behind it only after this), when the request behind it was, the
+// thread's time on it, and the consumer thread's longest event-loop delay meanwhile.
+//
+//   npx tsc -b && node --max-old-space-size=8000 bench/processor/snapshot-worker.mjs [--rate 6300] [--minutes 11]
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { WorkerThreadEngine } from '../../services/processor/dist/partition-engine.js';
+import { encodedWorkload } from '../lib/workload.mjs';
+
+const args = process.argv.slice(2);
+const option = (name, fallback) => {
+  const i = args.indexOf(`--${name}`);
+  return i === -1 ? fallback : args[i + 1];
+};
+const RATE = Number(option('rate', 6300));
+const MINUTES = Number(option('minutes', 11));
+const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
+
+const spanMs = MINUTES * 60_000;
+process.stderr.write(`building a partition of ${RATE.toLocaleString('en-US')} events/s over ${MINUTES} min in a worker...\n`);
+const events = encodedWorkload({ seed: 7, events: Math.round((RATE * spanMs) / 1000), baseMs: 1_764_000_000_000, spreadMs: spanMs });
+events.sort((a, b) => a.recvMs - b.recvMs);
+const engine = new WorkerThreadEngine();
+const results = [];
+try {
+  await engine.restore(0, null, 0);
+  await engine.restore(1, null, 0);
+  let writeAt = events[0].recvMs + 10_000;
+  for (let i = 0; i < events.length; i += 500) {
+    const batch = events.slice(i, i + 500);
+    await engine.apply(0, batch.map((e) => e.value));
+    if (batch[batch.length - 1].recvMs >= writeAt) {
+      await engine.take([[0, i + batch.length - 1]]);
+      writeAt += 10_000;
+    }
+    // Idle time, as at the real pace, for the texts made ahead.
+    if (i % 50_000 === 0) await sleep(60);
+  }
+  await engine.take([[0, events.length - 1]]);
+  events.length = 0;
+  await sleep(5000);
+  for (const delta of [false, true, false]) {
+    const loop = monitorEventLoopDelay({ resolution: 10 });
+    loop.enable();
+    const started = performance.now();
+    // The snapshot first, then the request behind it: the thread serves them in this order.
+    const asked = engine.snapshot(0, delta);
+    let behindMs;
+    const behind = engine.apply(1, []).then(() => {
+      behindMs = performance.now() - started;
+    });
+    const snapshot = await asked;
+    const answeredMs = performance.now() - started;
+    await behind;
+    loop.disable();
+    const row = {
+      kind: snapshot.kind,
+      megabytes: Number((snapshot.bytes.length / 1e6).toFixed(1)),
+      answeredMs: Math.round(answeredMs),
+      requestBehindMs: Math.round(behindMs),
+      threadMs: Math.round(snapshot.serializeMs),
+      consumerLoopDelayMaxMs: Math.round(loop.max / 1e6),
+    };
+    results.push(row);
+    process.stdout.write(
+      `${row.kind} ${row.megabytes} MB: answered after ${row.answeredMs} ms, the request behind it after ${row.requestBehindMs} ms ` +
+        `(${(row.answeredMs / Math.max(1, row.requestBehindMs)).toFixed(1)}× sooner); its thread's time ${row.threadMs} ms; consumer loop delay at most ${row.consumerLoopDelayMaxMs} ms\n`,
+    );
+    await sleep(3000);
+  }
+} finally {
+  await engine.close();
+}
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+mkdirSync(join(root, 'bench/processor/results'), { recursive: true });
+const file = join(root, 'bench/processor/results', `snapshot-worker-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+writeFileSync(file, JSON.stringify({ node: process.version, rate: RATE, minutes: MINUTES, results }, null, 2));
+process.stdout.write(`results: ${file}\n`);
