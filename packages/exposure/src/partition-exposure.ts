@@ -313,7 +313,10 @@ export class PartitionExposure {
     }
     this.startTracking();
     pieces.push(`],${this.pendingText()},"closed_recently":[`);
-    this.closedRecentlyTexts().forEach((text, i) => pieces.push(i === 0 ? text : `,${text}`));
+    this.closedRecentlyTexts().forEach((text, i) => {
+      if (i > 0) pieces.push(',');
+      pieces.push(text);
+    });
     pieces.push(']}');
     return pieces;
   }
@@ -429,10 +432,11 @@ export class PartitionExposure {
   }
 
   /**
-   * The pairs of `closedRecently` as JSON texts without brackets, to be joined with commas. An hour of closed ids can be a
-   * million pairs, most of them in the previous call's text already: between calls pairs only
-   * leave the front (pruned) and join the back (closed), so the chunks of the last call still
-   * whole are kept, and only a partly pruned first chunk, the last one and the new pairs are made.
+   * The pairs of `closedRecently` as JSON texts without brackets, to be joined with commas. An
+   * hour of closed ids can be a million pairs, most of them in the previous call's text already:
+   * between calls pairs only leave the front (pruned) and join the back (closed), so the chunks of
+   * the last call still whole are kept, and only a partly pruned first chunk, the last one and the
+   * new pairs are made.
    */
   private closedRecentlyTexts(): string[] {
     let kept = this.closedMoved ? [] : this.closedChunks;
