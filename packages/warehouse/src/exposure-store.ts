@@ -295,8 +295,8 @@ export class ExposureStore {
    */
   async writeResults(write: ResultsWrite): Promise<void> {
     const at = Date.now();
-    // The two tables at once (ClickHouse parses and stores each in threads of its own); the audit
-    // trail only once both hold their rows.
+    // The two tables at once (a server parses and stores each in threads of its own; embedded,
+    // one connection runs them one after the other); the audit trail only once both hold their rows.
     await Promise.all([
       this.insertEncoded(this.client, IMPRESSIONS_TABLE, write.impressions, `${write.token}/impressions`),
       this.insertEncoded(this.client, MINUTES_TABLE, write.minutes, `${write.token}/minutes`),
@@ -319,8 +319,9 @@ export class ExposureStore {
   }
 
   /**
-   * Passes encoded rows on as they are, through `client`. A server takes the RowBinary body over HTTP; embedded
-   * ClickHouse takes SQL text only, so there the body goes through a file that `file()` reads.
+   * Passes encoded rows on as they are, through `client`. A server takes the RowBinary body over
+   * HTTP; embedded ClickHouse takes SQL text only, so there the body goes through a file that
+   * `file()` reads.
    * `token`: the insert's deduplication token, if it has one. Minute rows are partitioned by day,
    * and a write behind a sparse log may span more days than ClickHouse's default 100 partitions
    * per insert: no limit, a part per day.

@@ -86,13 +86,9 @@ export interface SnapshotTaken {
 }
 
 /** A partition's snapshot, its JSON text as UTF-8. */
-export interface SnapshotBytes {
-  readonly kind: 'full' | 'delta';
+export interface SnapshotBytes extends Pick<SnapshotTaken, 'kind' | 'pageViews' | 'rulesVersion' | 'rulesFingerprint'> {
   /** The text, in a buffer of its own (so it moves between threads without a copy). */
   readonly bytes: Uint8Array;
-  readonly pageViews: number;
-  readonly rulesVersion: number;
-  readonly rulesFingerprint: string;
   /** How long taking and encoding it took its thread, ms. */
   readonly serializeMs: number;
 }

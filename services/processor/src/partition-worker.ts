@@ -15,9 +15,12 @@ const work = new PartitionWork(rules ?? undefined);
 // time, so that a snapshot holds this thread up only for the page views still active.
 work.prepareWhileIdle();
 
-function answer(message: WorkerAnswer, transfer: ArrayBuffer[] = []): void {
-  (port as NonNullable<typeof port>).postMessage(message, transfer);
-}
+const answer = (message: WorkerAnswer, transfer: ArrayBuffer[] = []): void => port.postMessage(message, transfer);
+const failed = (id: number, error: unknown): WorkerAnswer => ({
+  id,
+  ok: false,
+  error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+});
 
 /**
  * How long one slice of encoding snapshots may hold the thread, ms, before the requests that came
@@ -39,7 +42,7 @@ function encodeSlice(): void {
       value = encoder.finish();
     } catch (error) {
       encoding.shift();
-      answer({ id, ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+      answer(failed(id, error));
       continue;
     }
     encoding.shift();
@@ -96,7 +99,7 @@ port.on('message', (request: WorkerRequest) => {
     }
     reply = { id: request.id, ok: true, value };
   } catch (error) {
-    reply = { id: request.id, ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) };
+    reply = failed(request.id, error);
   }
   answer(reply, transfer);
 });
