@@ -1,4 +1,4 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Warehouse } from './client.js';
@@ -215,6 +215,47 @@ describe('ExposureStore snapshots', () => {
     expect(warehouse.writer('snapshots')).not.toBe(warehouse.client);
   });
 
+  it('stores a snapshot at the lowest CPU priority, and leaves ClickHouse\'s threads at theirs after', async () => {
+    // 96 MB: ClickHouse takes a few hundred ms to compress and write it, time enough to see its threads.
+    const text = Buffer.alloc(96 * 1024 * 1024, '{"open":[1,2,3]}');
+    const save = store.saveSnapshot({
+      topic: 'nice',
+      partition: 0,
+      nextOffset: '5',
+      rulesVersion: 1,
+      rulesFingerprint: '1:5',
+      pageViews: 1,
+      snapshot: text,
+      processorId: 'p-1',
+    });
+    if (warehouse.mode === 'embedded') {
+      // Embedded ClickHouse's threads are this process's: the store's run at nice 19 while it lasts
+      // (where the process may change their priority: CAP_SYS_NICE), and none stays so after.
+      let done = false;
+      void save.then(() => (done = true), () => (done = true));
+      const seen = new Set<number>();
+      while (!done) {
+        for (const nice of threadNices()) seen.add(nice);
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+      await save;
+      expect(seen.has(19)).toBe(canChangeThreadPriority());
+      expect(threadNices().filter((nice) => nice === 19)).toEqual([]);
+    } else {
+      await save;
+      await warehouse.client.command({ query: 'SYSTEM FLUSH LOGS' });
+      const logged = await rows(
+        `SELECT Settings['os_thread_priority'] AS nice FROM system.query_log
+          WHERE type = 'QueryFinish' AND current_database = currentDatabase()
+            AND query LIKE 'INSERT INTO ${warehouse.database}.processor_snapshots%'`,
+      );
+      expect(logged).toContainEqual({ nice: '19' });
+    }
+    const stored = await store.latestSnapshot('nice', 0, '5');
+    expect(stored?.snapshot.length).toBe(text.length);
+    expect(stored?.snapshot.slice(0, 32)).toBe(text.subarray(0, 32).toString());
+  });
+
   it('reads back a full snapshot with the deltas on it, passing over a chain with a link missing, and prunes by full snapshots', async () => {
     const topic = 'chains';
     const save = (offset: number, kind: 'full' | 'delta', previous?: number, base?: number) =>
@@ -253,3 +294,25 @@ describe('ExposureStore snapshots', () => {
     expect(await at(1000)).toEqual(['50', 'full@40', 'delta@50']);
   });
 });
+
+/** The nice value of each of this process's threads (Linux). */
+function threadNices(): number[] {
+  const nices: number[] = [];
+  for (const task of readdirSync('/proc/self/task')) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/self/task/${task}/stat`, 'utf8');
+    } catch {
+      continue; // the thread ended meanwhile
+    }
+    // After the command's closing parenthesis: state is field 3, nice field 19.
+    nices.push(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
+  }
+  return nices;
+}
+
+/** Whether this process may change its threads' priority both ways (CAP_SYS_NICE, bit 23). */
+function canChangeThreadPriority(): boolean {
+  const effective = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0';
+  return (BigInt(`0x${effective}`) & (1n << 23n)) !== 0n;
+}

@@ -161,6 +161,13 @@ const SNAPSHOT_SPEC = [
   ['base_offset', 'UInt64'],
 ] as const satisfies readonly ColumnSpec[];
 const SNAPSHOTS_TABLE = resultTable('processor_snapshots', SNAPSHOT_SPEC);
+
+/** The nice value of the ClickHouse threads that store a snapshot: the lowest CPU priority. */
+const SNAPSHOT_THREAD_NICE = 19;
+
+/** An insert's own ClickHouse settings. */
+type InsertSettings = Readonly<Record<string, string | number>>;
+
 const STORED_SNAPSHOT_TYPES: readonly RowBinaryType[] = ['UInt64', 'String', 'String'];
 
 /** `full`: a partition's whole state; `delta`: what changed since the snapshot before it. */
@@ -279,8 +286,14 @@ export class ExposureStore {
   private readonly db: string;
   /** Embedded mode: where result bodies wait for `file()` to read them. */
   private readonly spool: Spool | undefined;
+  private readonly snapshotThreadNice: number;
 
-  constructor(warehouse: Warehouse) {
+  /**
+   * `snapshotThreadNice`: the nice value snapshots are stored at (default 19, the lowest
+   * priority; 0 stores them like any other statement, a baseline for benchmarks).
+   */
+  constructor(warehouse: Warehouse, options: { readonly snapshotThreadNice?: number } = {}) {
+    this.snapshotThreadNice = options.snapshotThreadNice ?? SNAPSHOT_THREAD_NICE;
     this.client = warehouse.client;
     this.snapshots = warehouse.writer('snapshots');
     this.db = warehouse.database;
@@ -298,8 +311,10 @@ export class ExposureStore {
     // The two tables at once (a server parses and stores each in threads of its own; embedded,
     // one connection runs them one after the other); the audit trail only once both hold their rows.
     await Promise.all([
-      this.insertEncoded(this.client, IMPRESSIONS_TABLE, write.impressions, `${write.token}/impressions`),
-      this.insertEncoded(this.client, MINUTES_TABLE, write.minutes, `${write.token}/minutes`),
+      this.insertEncoded(this.client, IMPRESSIONS_TABLE, write.impressions, {
+        insert_deduplication_token: `${write.token}/impressions`,
+      }),
+      this.insertEncoded(this.client, MINUTES_TABLE, write.minutes, { insert_deduplication_token: `${write.token}/minutes` }),
     ]);
     if (write.ranges.length > 0) {
       await this.client.insert({
@@ -319,44 +334,44 @@ export class ExposureStore {
   }
 
   /**
-   * Passes encoded rows on as they are, through `client`. A server takes the RowBinary body over
-   * HTTP; embedded ClickHouse takes SQL text only, so there the body goes through a file that
-   * `file()` reads.
-   * `token`: the insert's deduplication token, if it has one. Minute rows are partitioned by day,
+   * Passes encoded rows on as they are, through `client`: `rows.body`, or the parts given that
+   * make it up, in order (a snapshot's text is not copied into one body with its other columns). A
+   * server takes the RowBinary body over HTTP; embedded ClickHouse takes SQL text only, so there the
+   * body goes through a file that `file()` reads.
+   * `settings`: the insert's own, e.g. its deduplication token. Minute rows are partitioned by day,
    * and a write behind a sparse log may span more days than ClickHouse's default 100 partitions
    * per insert: no limit, a part per day.
    */
   private async insertEncoded(
     client: ClickHouseClient,
     table: ResultTable,
-    rows: EncodedRows,
-    token: string | undefined,
+    rows: EncodedRows | { readonly rows: number; readonly parts: readonly Uint8Array[] },
+    settings: InsertSettings,
   ): Promise<void> {
     if (rows.rows === 0) return;
+    const parts = 'parts' in rows ? rows.parts : [rows.body];
     const into = `INSERT INTO ${this.db}.${table.name} (${table.columns})`;
+    const all = { max_partitions_per_insert_block: 0, ...settings };
     if (this.spool === undefined) {
       const result = await client.exec({
         query: `${into} FORMAT RowBinary`,
-        values: Readable.from([rows.body], { objectMode: false }),
-        clickhouse_settings: {
-          max_partitions_per_insert_block: '0',
-          ...(token === undefined ? {} : { insert_deduplication_token: token }),
-        },
+        values: Readable.from(parts, { objectMode: false }),
+        clickhouse_settings: Object.fromEntries(Object.entries(all).map(([name, value]) => [name, String(value)])),
       });
       // The answer of an insert is empty; reading it to the end frees the connection.
       for await (const chunk of result.stream) void chunk;
       return;
     }
     const file = this.spool.next();
-    await writeFile(file, rows.body);
+    await writeFile(file, parts);
     try {
-      // The token in the statement itself: embedded, clickhouse_settings become a SET on the
+      // The settings in the statement itself: embedded, clickhouse_settings become a SET on the
       // connection, which another insert running at the same time would share.
-      const settings =
-        ' SETTINGS max_partitions_per_insert_block = 0' +
-        (token === undefined ? '' : `, insert_deduplication_token = ${sqlString(token)}`);
+      const text = Object.entries(all)
+        .map(([name, value]) => `${name} = ${typeof value === 'number' ? String(value) : sqlString(value)}`)
+        .join(', ');
       await client.command({
-        query: `${into}${settings} SELECT * FROM file(${sqlString(file)}, 'RowBinary', ${table.structure})`,
+        query: `${into} SETTINGS ${text} SELECT * FROM file(${sqlString(file)}, 'RowBinary', ${table.structure})`,
       });
     } finally {
       await rm(file, { force: true });
@@ -391,22 +406,33 @@ export class ExposureStore {
       throw new Error(
         `a delta at ${snapshot.nextOffset} follows an earlier snapshot (previousOffset ${previous}) on a chain that starts no later (baseOffset ${base})`,
       );
-    // ASCII JSON mostly: one byte per character, and the writer grows if that is short.
-    const out = new RowBinaryWriter(snapshot.snapshot.length + 1024);
-    out.string(snapshot.topic);
-    out.uint32(snapshot.partition);
-    out.uint64(Number(snapshot.nextOffset));
-    out.uint16(snapshot.rulesVersion);
-    out.string(snapshot.rulesFingerprint);
-    out.uint32(snapshot.pageViews);
-    if (typeof snapshot.snapshot === 'string') out.string(snapshot.snapshot);
-    else out.stringBytes(snapshot.snapshot);
-    out.string(snapshot.processorId);
-    out.int64(Date.now());
-    out.string(kind);
-    out.uint64(Number(previous));
-    out.uint64(Number(base));
-    await this.insertEncoded(this.snapshots, SNAPSHOTS_TABLE, { rows: 1, body: out.finish() }, undefined);
+    // The row in three parts: the columns before the text, ending with its length; the text's
+    // bytes as they are (hundreds of MB for a large partition: not copied); the columns after it.
+    const text = typeof snapshot.snapshot === 'string' ? Buffer.from(snapshot.snapshot, 'utf8') : snapshot.snapshot;
+    const head = new RowBinaryWriter(1024);
+    head.string(snapshot.topic);
+    head.uint32(snapshot.partition);
+    head.uint64(Number(snapshot.nextOffset));
+    head.uint16(snapshot.rulesVersion);
+    head.string(snapshot.rulesFingerprint);
+    head.uint32(snapshot.pageViews);
+    head.stringLength(text.length);
+    const tail = new RowBinaryWriter(1024);
+    tail.string(snapshot.processorId);
+    tail.int64(Date.now());
+    tail.string(kind);
+    tail.uint64(Number(previous));
+    tail.uint64(Number(base));
+    await this.insertEncoded(
+      this.snapshots,
+      SNAPSHOTS_TABLE,
+      { rows: 1, parts: [head.finish(), text, tail.finish()] },
+      // Storing a full snapshot of a large partition takes ClickHouse a second or more of CPU (its
+      // compression mostly) that the result writes and the event processing need more urgently:
+      // its threads run at the lowest priority (nice 19; where ClickHouse may not change a
+      // thread's priority, lacking CAP_SYS_NICE, the setting does nothing).
+      { os_thread_priority: this.snapshotThreadNice },
+    );
   }
 
   /**

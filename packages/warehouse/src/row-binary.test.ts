@@ -41,16 +41,20 @@ describe('RowBinaryWriter', () => {
     expect(readRowBinary(body, ['String', 'String', 'String', 'String'])).toEqual([[long, wide, wider, '']]);
   });
 
-  it('writes a String given as UTF-8 bytes as it writes the text', () => {
+  it('writes a String as its length alone, its bytes following it in the body, as it writes the text', () => {
     const texts = ['', 'ab', '€'.repeat(43), `{"pv":"ü😀"}${'x'.repeat(300)}`];
     const asText = new RowBinaryWriter(4);
-    const asBytes = new RowBinaryWriter(4);
+    const parts: Uint8Array[] = [];
     for (const text of texts) {
       asText.string(text);
-      asBytes.stringBytes(new TextEncoder().encode(text));
+      const bytes = new TextEncoder().encode(text);
+      const length = new RowBinaryWriter(1);
+      length.stringLength(bytes.length);
+      parts.push(length.finish(), bytes);
     }
-    expect(Buffer.from(asBytes.finish()).equals(Buffer.from(asText.finish()))).toBe(true);
-    expect(readRowBinary(asBytes.finish(), ['String', 'String', 'String', 'String'])).toEqual([texts]);
+    const joined = Buffer.concat(parts);
+    expect(joined.equals(Buffer.from(asText.finish()))).toBe(true);
+    expect(readRowBinary(joined, ['String', 'String', 'String', 'String'])).toEqual([texts]);
   });
 
   it('refuses numbers its column cannot hold instead of writing other ones', () => {

@@ -60,12 +60,13 @@ export class RowBinaryWriter {
     this.at += this.buf.write(value, this.at, 'utf8');
   }
 
-  /** A String column's value given as its bytes (UTF-8 text, already encoded). */
-  stringBytes(value: Uint8Array): void {
-    this.room(5 + value.length);
-    this.leb128(value.length);
-    this.buf.set(value, this.at);
-    this.at += value.length;
+  /**
+   * A String column's length alone: its `bytes` bytes of UTF-8 follow in the body, written
+   * elsewhere (a large text sent as it is, not copied into this writer).
+   */
+  stringLength(bytes: number): void {
+    this.room(5);
+    this.leb128(bytes);
   }
 
   strings(values: readonly string[]): void {
