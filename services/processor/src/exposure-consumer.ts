@@ -509,39 +509,46 @@ export class ExposureConsumer {
       if (this.failure !== undefined) throw this.failure;
       const commits: Array<{ topic: string; partition: number; offset: string }> = [];
       for (const { state, chain, offset, snapshot } of wanted) {
-        const { kind, bytes, pageViews, rulesVersion, rulesFingerprint, serializeMs } = await snapshot;
+        const taken = await snapshot;
+        const { kind, bytes, pageViews, rulesVersion, rulesFingerprint, serializeMs } = taken;
+        const size = bytes.length;
         // The engine makes a full snapshot where it has no base for a delta.
         const link = kind === 'delta' && chain !== undefined ? chain : undefined;
         let storeMs = 0;
-        await this.retry(
-          'store a snapshot',
-          async () => {
-            const started = Date.now();
-            await this.store.saveSnapshot({
-              topic: this.options.topic,
-              partition: state.partition,
-              nextOffset: offset.toString(),
-              rulesVersion,
-              rulesFingerprint,
-              pageViews,
-              snapshot: bytes,
-              processorId: this.options.processorId,
-              ...(link === undefined
-                ? { kind: 'full' as const }
-                : { kind: 'delta' as const, previousOffset: link.last.toString(), baseOffset: link.base.toString() }),
-            });
-            storeMs = Date.now() - started;
-          },
-          keepAlive,
-        );
+        try {
+          await this.retry(
+            'store a snapshot',
+            async () => {
+              const started = Date.now();
+              await this.store.saveSnapshot({
+                topic: this.options.topic,
+                partition: state.partition,
+                nextOffset: offset.toString(),
+                rulesVersion,
+                rulesFingerprint,
+                pageViews,
+                snapshot: bytes,
+                processorId: this.options.processorId,
+                ...(link === undefined
+                  ? { kind: 'full' as const }
+                  : { kind: 'delta' as const, previousOffset: link.last.toString(), baseOffset: link.base.toString() }),
+              });
+              storeMs = Date.now() - started;
+            },
+            keepAlive,
+          );
+        } finally {
+          // Stored or given up: its buffer may take the partition thread's next snapshot.
+          this.engine.release(state.partition, taken);
+        }
         state.snapshotCostMs = serializeMs + storeMs;
-        this.metrics.snapshot(link === undefined ? 'full' : 'delta', bytes.length, state.snapshotCostMs);
+        this.metrics.snapshot(link === undefined ? 'full' : 'delta', size, state.snapshotCostMs);
         state.snapshotAt = offset;
         if (this.partitions.get(state.partition) === state)
           state.chain =
             link === undefined
-              ? { base: offset, last: offset, baseBytes: bytes.length, deltaBytes: 0 }
-              : { ...link, last: offset, deltaBytes: link.deltaBytes + bytes.length };
+              ? { base: offset, last: offset, baseBytes: size, deltaBytes: 0 }
+              : { ...link, last: offset, deltaBytes: link.deltaBytes + size };
         commits.push({ topic: this.options.topic, partition: state.partition, offset: offset.toString() });
       }
       try {

@@ -94,4 +94,32 @@ describe('WorkerThreadEngine', () => {
       await Promise.all([inThread.close(), worker.close()]);
     }
   });
+
+  it('encodes snapshots into shared buffers, and puts a later one into a buffer only once its snapshot is released', async () => {
+    const worker = new WorkerThreadEngine();
+    try {
+      const all = records();
+      for (const p of [1, 2]) {
+        await worker.restore(p, null, 0);
+        await worker.apply(p, all.get(p) ?? []);
+      }
+      const first = await worker.snapshot(1, false);
+      expect(first.bytes.buffer).toBeInstanceOf(SharedArrayBuffer);
+      expect(first.lent).toBeDefined();
+      const firstText = Buffer.from(first.bytes).toString('utf8');
+      // Held: the next snapshot goes elsewhere, and the first's bytes stay as they are.
+      const second = await worker.snapshot(2, false);
+      const secondText = Buffer.from(second.bytes).toString('utf8');
+      expect(secondText).not.toBe(firstText);
+      expect(Buffer.from(first.bytes).toString('utf8')).toBe(firstText);
+      // Released: the next snapshot (partition 2's again, the same text) is written over the first's buffer.
+      worker.release(1, first);
+      const third = await worker.snapshot(2, false);
+      expect(Buffer.from(third.bytes).toString('utf8')).toBe(secondText);
+      expect(Buffer.from(first.bytes.buffer, 0, third.bytes.length).toString('utf8')).toBe(secondText);
+    } finally {
+      await worker.close();
+    }
+  });
 });
+

@@ -33,6 +33,11 @@ export interface PartitionEngine {
   /** See PartitionWork.snapshot; a later request may be answered before it. */
   snapshot(partition: number, delta: boolean): Promise<SnapshotBytes>;
   /**
+   * Says a snapshot's bytes are no longer read (it is stored, or given up): its buffer may hold a
+   * later snapshot. Never read them after.
+   */
+  release(partition: number, snapshot: SnapshotBytes): void;
+  /**
    * The operating system's ids of the worker threads doing the work, one entry per thread in the
    * order partitions are spread over them (undefined: not known, or not started yet); empty when
    * the work runs in the calling thread.
@@ -70,6 +75,10 @@ export class InThreadEngine implements PartitionEngine {
 
   snapshot(partition: number, delta: boolean): Promise<SnapshotBytes> {
     return settle(() => this.work.snapshot(partition, delta));
+  }
+
+  release(): void {
+    // Each snapshot's buffer is its own here.
   }
 
   workerThreadIds(): ReadonlyArray<number | undefined> {
@@ -112,7 +121,9 @@ export type WorkerOp =
       readonly lengths: Int32Array;
     }
   | { readonly op: 'take'; readonly versions: ReadonlyArray<TakeRequest> }
-  | { readonly op: 'snapshot'; readonly partition: number; readonly delta: boolean };
+  | { readonly op: 'snapshot'; readonly partition: number; readonly delta: boolean }
+  /** A lent snapshot buffer given back (SnapshotBytes.lent). */
+  | { readonly op: 'release'; readonly lent: number };
 
 export type WorkerAnswer =
   | { readonly id: number; readonly ok: true; readonly value: unknown }
@@ -185,6 +196,11 @@ export class WorkerThreadEngine implements PartitionEngine {
 
   snapshot(partition: number, delta: boolean): Promise<SnapshotBytes> {
     return this.request({ op: 'snapshot', partition, delta }) as Promise<SnapshotBytes>;
+  }
+
+  release(_partition: number, snapshot: SnapshotBytes): void {
+    if (snapshot.lent === undefined) return;
+    void this.request({ op: 'release', lent: snapshot.lent }).catch(() => undefined);
   }
 
   workerThreadIds(): ReadonlyArray<number | undefined> {
@@ -263,6 +279,10 @@ export class SpreadEngine implements PartitionEngine {
 
   snapshot(partition: number, delta: boolean): Promise<SnapshotBytes> {
     return this.of(partition).snapshot(partition, delta);
+  }
+
+  release(partition: number, snapshot: SnapshotBytes): void {
+    this.of(partition).release(partition, snapshot);
   }
 
   workerThreadIds(): ReadonlyArray<number | undefined> {

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { encodePageEvent } from '@dwell/protocol';
 import { workload } from '../../../test/workload.js';
-import { PartitionWork, SnapshotEncoder, type SnapshotTaken } from './partition-work.js';
+import { PartitionWork, SnapshotBuffers, SnapshotEncoder, type SnapshotTaken } from './partition-work.js';
 
 const textOf = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
 
@@ -88,5 +88,51 @@ describe('SnapshotEncoder', () => {
     const encoder = new SnapshotEncoder(taken(Array.from({ length: 200 }, () => 'x')));
     expect(encoder.step(() => false)).toBe(false);
     expect(() => encoder.finish()).toThrow(/not encoded yet/);
+  });
+});
+
+describe('SnapshotBuffers', () => {
+  it('lends the spare buffer again only once it is given back, and makes a larger one where it is too small', () => {
+    const buffers = new SnapshotBuffers();
+    const first = buffers.take(1000);
+    expect(first.buffer).toBeInstanceOf(SharedArrayBuffer);
+    // Room to grow: snapshots grow with the state they hold.
+    expect(first.length).toBe(1000 * SnapshotBuffers.HEADROOM);
+    const firstId = buffers.lend(first.buffer as SharedArrayBuffer);
+    // Lent out: the next snapshot gets a buffer of its own.
+    const second = buffers.take(500);
+    expect(second.buffer).not.toBe(first.buffer);
+    const secondId = buffers.lend(second.buffer as SharedArrayBuffer);
+    expect(buffers.made).toBe(2);
+
+    buffers.giveBack(firstId);
+    buffers.giveBack(secondId); // smaller than the spare: not kept
+    buffers.giveBack(firstId); // given back already: nothing
+    buffers.giveBack(99); // never lent: nothing
+    expect(buffers.take(1200).buffer).toBe(first.buffer);
+    expect(buffers.made).toBe(2);
+    // Taken: not spare any more, so the next is new, and one too small for what is asked is not used.
+    expect(buffers.take(10).buffer).not.toBe(first.buffer);
+    buffers.giveBack(buffers.lend(first.buffer as SharedArrayBuffer));
+    const larger = buffers.take(5000);
+    expect(larger.buffer).not.toBe(first.buffer);
+    expect(larger.length).toBe(5000 * SnapshotBuffers.HEADROOM);
+    expect(buffers.made).toBe(4);
+  });
+
+  it('gives an encoder its bytes in a shared buffer, moving to a larger one when the text needs it', () => {
+    const buffers = new SnapshotBuffers();
+    const pieces = Array.from({ length: 300 }, (_, i) => (i % 2 === 0 ? `"😀€-${i}"` : ','));
+    const chars = pieces.reduce((sum, piece) => sum + piece.length, 0);
+    const encoder = new SnapshotEncoder(
+      { kind: 'full', pieces, chars, pageViews: 1, rulesVersion: 1, rulesFingerprint: 'f', takeMs: 0 },
+      buffers.take,
+    );
+    while (!encoder.step()) continue;
+    const { bytes } = encoder.finish();
+    expect(bytes.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(Buffer.from(bytes).toString('utf8')).toBe(pieces.join(''));
+    // Four bytes for every two units of the emoji: past the headroom of a byte per unit.
+    expect(buffers.made).toBe(2);
   });
 });

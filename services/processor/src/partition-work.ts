@@ -87,11 +87,25 @@ export interface SnapshotTaken {
 
 /** A partition's snapshot, its JSON text as UTF-8. */
 export interface SnapshotBytes extends Pick<SnapshotTaken, 'kind' | 'pageViews' | 'rulesVersion' | 'rulesFingerprint'> {
-  /** The text, in a buffer of its own (so it moves between threads without a copy). */
+  /**
+   * The text, in a buffer no other snapshot uses while this one is held: its own, or one a worker
+   * thread lends (shared with it, so it passes between threads without a copy).
+   */
   readonly bytes: Uint8Array;
   /** How long taking and encoding it took its thread, ms. */
   readonly serializeMs: number;
+  /**
+   * The id of the worker thread's buffer `bytes` is in: lent until it is given back with
+   * PartitionEngine.release, once the snapshot is stored. Absent: the buffer is the snapshot's own.
+   */
+  readonly lent?: number;
 }
+
+/** Gives an encoder a buffer of at least `bytes`. */
+export type SnapshotAllocator = (bytes: number) => Buffer;
+
+/** A buffer of its own for each snapshot. */
+const ownBuffer: SnapshotAllocator = (bytes) => Buffer.allocUnsafeSlow(bytes);
 
 /**
  * Encodes a snapshot's pieces as UTF-8 into one buffer, a slice at a time: a full snapshot can be
@@ -103,11 +117,14 @@ export class SnapshotEncoder {
   private next = 0;
   private spentMs = 0;
   private readonly snapshot: SnapshotTaken;
+  private readonly allocate: SnapshotAllocator;
 
-  constructor(snapshot: SnapshotTaken) {
+  /** `allocate`: where the bytes go (and where they move to if the first buffer is too small). */
+  constructor(snapshot: SnapshotTaken, allocate: SnapshotAllocator = ownBuffer) {
     this.snapshot = snapshot;
+    this.allocate = allocate;
     // JSON of ids and numbers is ASCII mostly: a byte per unit, and the buffer grows if that is short.
-    this.buf = Buffer.allocUnsafeSlow(Math.max(64, snapshot.chars));
+    this.buf = allocate(Math.max(64, snapshot.chars));
   }
 
   /** Encodes pieces while `goOn()` says so (asked every few dozen pieces); true once all are. */
@@ -143,9 +160,55 @@ export class SnapshotEncoder {
   }
 
   private grow(needed: number): void {
-    const bigger = Buffer.allocUnsafeSlow(Math.max(needed, Math.ceil(this.buf.length * 1.5)));
+    const bigger = this.allocate(Math.max(needed, Math.ceil(this.buf.length * 1.5)));
     this.buf.copy(bigger, 0, 0, this.at);
     this.buf = bigger;
+  }
+}
+
+/**
+ * The buffers a worker thread encodes snapshots into, shared with the consumer thread, and kept
+ * for the next snapshot once the consumer thread has stored one and gives its buffer back. A
+ * buffer of its own for every snapshot (hundreds of MB for a partition held for minutes) grew the
+ * thread's external memory by that much each time, and V8 answered each with a collection of
+ * the thread's whole heap: a second or so of the thread's time, and its events waited meanwhile.
+ * One spare buffer is kept, the largest given back.
+ */
+export class SnapshotBuffers {
+  private spare: SharedArrayBuffer | undefined;
+  private readonly lent = new Map<number, SharedArrayBuffer>();
+  private nextId = 1;
+  /** Buffers made so far (not taken from the spare), for tests and benchmarks. */
+  made = 0;
+
+  /** How much larger than asked a new buffer is made: snapshots grow with the state they hold. */
+  static readonly HEADROOM = 1.25;
+
+  /** Room for `bytes`: the spare buffer if it is large enough (it stops being spare), else a new one. */
+  readonly take: SnapshotAllocator = (bytes) => {
+    const spare = this.spare;
+    this.spare = undefined;
+    if (spare !== undefined && spare.byteLength >= bytes) return Buffer.from(spare);
+    this.made++;
+    return Buffer.from(new SharedArrayBuffer(Math.ceil(bytes * SnapshotBuffers.HEADROOM)));
+  };
+
+  /** Records the buffer of an encoded snapshot as lent out; returns the id to give it back by. */
+  lend(buffer: SharedArrayBuffer): number {
+    const id = this.nextId++;
+    this.lent.set(id, buffer);
+    return id;
+  }
+
+  /**
+   * A lent buffer given back, its snapshot stored and no longer read: kept as the spare if it is
+   * larger than the spare there is. An id not lent (or given back already) changes nothing.
+   */
+  giveBack(id: number): void {
+    const buffer = this.lent.get(id);
+    if (buffer === undefined) return;
+    this.lent.delete(id);
+    if (this.spare === undefined || buffer.byteLength > this.spare.byteLength) this.spare = buffer;
   }
 }
 

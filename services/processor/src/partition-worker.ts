@@ -3,7 +3,14 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { RulesConfig } from '@dwell/exposure';
 import { currentThreadId } from '@dwell/runtime';
 import type { WorkerAnswer, WorkerRequest } from './partition-engine.js';
-import { PartitionWork, SnapshotEncoder, type SnapshotBytes, type SnapshotTaken, type TakenResults } from './partition-work.js';
+import {
+  PartitionWork,
+  SnapshotBuffers,
+  SnapshotEncoder,
+  type SnapshotBytes,
+  type SnapshotTaken,
+  type TakenResults,
+} from './partition-work.js';
 
 const port = parentPort;
 if (port === null) throw new Error('partition-worker runs as a worker thread');
@@ -28,6 +35,9 @@ const failed = (id: number, error: unknown): WorkerAnswer => ({
  */
 const ENCODE_SLICE_MS = 10;
 
+/** What snapshots are encoded into: buffers shared with the consumer thread, kept from one snapshot to the next. */
+const buffers = new SnapshotBuffers();
+
 /** Snapshots taken and being encoded, in order of their requests. */
 const encoding: Array<{ id: number; encoder: SnapshotEncoder }> = [];
 
@@ -46,8 +56,11 @@ function encodeSlice(): void {
       continue;
     }
     encoding.shift();
-    // The bytes move to the consumer's thread without a copy: the encoder's buffer is their own.
-    answer({ id, ok: true, value }, value.bytes.buffer instanceof ArrayBuffer ? [value.bytes.buffer] : []);
+    // The bytes reach the consumer's thread without a copy, in a buffer shared with it and lent
+    // until it gives the buffer back (PartitionEngine.release).
+    const shared = value.bytes.buffer;
+    if (shared instanceof SharedArrayBuffer) value = { ...value, lent: buffers.lend(shared) };
+    answer({ id, ok: true, value });
   }
   if (encoding.length > 0) setImmediate(encodeSlice);
 }
@@ -77,6 +90,9 @@ function serve(request: WorkerRequest): unknown {
       return work.take(request.versions);
     case 'snapshot':
       return work.takeSnapshot(request.partition, request.delta);
+    case 'release':
+      buffers.giveBack(request.lent);
+      return null;
   }
 }
 
@@ -87,7 +103,7 @@ port.on('message', (request: WorkerRequest) => {
     const value = serve(request);
     if (request.op === 'snapshot') {
       // Taken now, in order; answered once encoded.
-      encoding.push({ id: request.id, encoder: new SnapshotEncoder(value as SnapshotTaken) });
+      encoding.push({ id: request.id, encoder: new SnapshotEncoder(value as SnapshotTaken, buffers.take) });
       if (encoding.length === 1) setImmediate(encodeSlice);
       return;
     }
