@@ -3,11 +3,11 @@
 // minutes (hundreds of MB) keeps one of its threads busy for a second or more, compressing. On a
 // host whose cores are all in use (partition workers, the consumer thread, the broker beside it),
 // that second comes out of the event processing, and the writes just after carry older events.
-// The store therefore runs its ClickHouse threads at nice 19 (`os_thread_priority`). This builds a
+// The store therefore runs its ClickHouse threads at nice 10 (`os_thread_priority`). This builds a
 // real partition state (the given rate into one partition for the given minutes, as
 // snapshot-alongside.mjs does), serializes its full snapshot, and stores it several times while
 // as many busy threads as cores stand in for the processor's work, alternating the baseline (the
-// store at nice 0, as any statement) and the store as it is (nice 19). Per mode: the store's time,
+// store at nice 0, as any statement) and the store as it is (or at `--nice N`). Per mode: the store's time,
 // and the work the busy threads got done while it ran, as a share of their rate just before
 // (median of the rounds). Lowering a thread's priority needs CAP_SYS_NICE here; without it both
 // modes are the same.
@@ -31,6 +31,8 @@ const option = (name, fallback) => {
 const RATE = Number(option('rate', 5000));
 const MINUTES = Number(option('minutes', 11));
 const ROUNDS = Number(option('rounds', 3));
+/** The nice value to try against 0; default the store's own. */
+const NICE = option('nice', undefined);
 const BUSY = availableParallelism();
 
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
@@ -83,7 +85,7 @@ await migrate(warehouse);
 const stores = {
   // The baseline: the store's threads at the priority of any other.
   'nice 0': new ExposureStore(warehouse, { snapshotThreadNice: 0 }),
-  'nice 19': new ExposureStore(warehouse),
+  [`nice ${NICE ?? 'default'}`]: new ExposureStore(warehouse, NICE === undefined ? {} : { snapshotThreadNice: Number(NICE) }),
 };
 
 const rounds = Object.fromEntries(Object.keys(stores).map((mode) => [mode, []]));
@@ -127,14 +129,14 @@ const summary = Object.fromEntries(
   ]),
 );
 const base = summary['nice 0'];
-const ours = summary['nice 19'];
+const ours = Object.values(summary)[1];
 const lostRatio = (100 - base.workKeptPercent) / Math.max(0.1, 100 - ours.workKeptPercent);
 process.stdout.write(
   `snapshot of ${(snapshot.bytes.length / 1e6).toFixed(1)} MB stored beside ${BUSY} busy threads, medians of ${ROUNDS} rounds\n` +
     Object.entries(summary)
       .map(([mode, s]) => `  ${mode.padEnd(8)} store ${s.storeMs} ms; the busy threads kept ${s.workKeptPercent}% of their work meanwhile\n`)
       .join('') +
-    `  work lost while storing: ${lostRatio.toFixed(1)}× less at nice 19\n`,
+    `  work lost while storing: ${lostRatio.toFixed(1)}× less at ${Object.keys(summary)[1]}\n`,
 );
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 mkdirSync(join(root, 'bench/processor/results'), { recursive: true });

@@ -162,8 +162,13 @@ const SNAPSHOT_SPEC = [
 ] as const satisfies readonly ColumnSpec[];
 const SNAPSHOTS_TABLE = resultTable('processor_snapshots', SNAPSHOT_SPEC);
 
-/** The nice value of the ClickHouse threads that store a snapshot: the lowest CPU priority. */
-const SNAPSHOT_THREAD_NICE = 19;
+/**
+ * The nice value of the ClickHouse threads that store a snapshot: far below the event processing
+ * and the result writes (a tenth of their weight in Linux's scheduler), not the lowest, which on
+ * saturated cores left a 245 MB snapshot's store 87 s to finish (7 s at 10), and so the offsets'
+ * commits that wait for it.
+ */
+export const SNAPSHOT_THREAD_NICE = 10;
 
 /** An insert's own ClickHouse settings. */
 type InsertSettings = Readonly<Record<string, string | number>>;
@@ -289,8 +294,8 @@ export class ExposureStore {
   private readonly snapshotThreadNice: number;
 
   /**
-   * `snapshotThreadNice`: the nice value snapshots are stored at (default 19, the lowest
-   * priority; 0 stores them like any other statement, a baseline for benchmarks).
+   * `snapshotThreadNice`: the nice value snapshots are stored at (default
+   * {@link SNAPSHOT_THREAD_NICE}; 0 stores them like any other statement, a baseline for benchmarks).
    */
   constructor(warehouse: Warehouse, options: { readonly snapshotThreadNice?: number } = {}) {
     this.snapshotThreadNice = options.snapshotThreadNice ?? SNAPSHOT_THREAD_NICE;
@@ -429,8 +434,8 @@ export class ExposureStore {
       { rows: 1, parts: [head.finish(), text, tail.finish()] },
       // Storing a full snapshot of a large partition takes ClickHouse a second or more of CPU (its
       // compression mostly) that the result writes and the event processing need more urgently:
-      // its threads run at the lowest priority (nice 19; where ClickHouse may not change a
-      // thread's priority, lacking CAP_SYS_NICE, the setting does nothing).
+      // its threads run at a low priority (where ClickHouse may not change a thread's priority,
+      // lacking CAP_SYS_NICE, the setting does nothing).
       { os_thread_priority: this.snapshotThreadNice },
     );
   }
