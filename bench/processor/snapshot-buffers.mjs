@@ -18,7 +18,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WorkerThreadEngine } from '../../services/processor/dist/partition-engine.js';
-import { encodedWorkload } from '../lib/workload.mjs';
+import { fillWorkerPartition } from '../lib/partition-state.mjs';
 import { median, percentile } from '../lib/stats.mjs';
 import { clkTck } from '../lib/proc.mjs';
 
@@ -33,13 +33,9 @@ const ROUNDS = Number(option('rounds', 3));
 const SNAPSHOTS = Number(option('snapshots', 4));
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 
-const spanMs = MINUTES * 60_000;
-process.stderr.write(`building a partition of ${RATE.toLocaleString('en-US')} events/s over ${MINUTES} min in a worker...\n`);
-const events = encodedWorkload({ seed: 7, events: Math.round((RATE * spanMs) / 1000), baseMs: 1_764_000_000_000, spreadMs: spanMs });
-events.sort((a, b) => a.recvMs - b.recvMs);
-// Partition 1's batches: a few events each, the same ones over and over (duplicates, cheap to apply).
-const trickle = events.slice(0, 20).map((e) => e.value);
 const engine = new WorkerThreadEngine();
+/** Partition 1's batches: a few events each, the same ones over and over (duplicates, cheap to apply). */
+let trickle;
 /** CPU seconds of the worker thread so far (undefined before its id is known). */
 const workerCpu = () => {
   const [tid] = engine.workerThreadIds();
@@ -50,21 +46,7 @@ const workerCpu = () => {
 const rounds = { 'new buffer each (before)': [], 'buffer given back and reused': [] };
 let megabytes = 0;
 try {
-  await engine.restore(0, null, 0);
-  await engine.restore(1, null, 0);
-  let writeAt = events[0].recvMs + 10_000;
-  for (let i = 0; i < events.length; i += 500) {
-    const batch = events.slice(i, i + 500);
-    await engine.apply(0, batch.map((e) => e.value));
-    if (batch[batch.length - 1].recvMs >= writeAt) {
-      await engine.take([[0, i + batch.length - 1]]);
-      writeAt += 10_000;
-    }
-    // Idle time, as at the real pace, for the texts made ahead.
-    if (i % 50_000 === 0) await sleep(60);
-  }
-  await engine.take([[0, events.length - 1]]);
-  events.length = 0;
+  trickle = await fillWorkerPartition(engine, RATE, MINUTES);
   await sleep(5000);
   for (let round = 0; round < ROUNDS; round++) {
     for (const [mode, rows] of Object.entries(rounds)) {

@@ -18,9 +18,8 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { ExposureStore, migrate, openWarehouse } from '@dwell/warehouse';
-import { PartitionWork, PREPARE_BUDGET_MS, PREPARE_EVERY_MS } from '../../services/processor/dist/partition-work.js';
-import { encodedWorkload } from '../lib/workload.mjs';
+import { ExposureStore, migrate, openWarehouse, SNAPSHOT_THREAD_NICE } from '@dwell/warehouse';
+import { builtPartition } from '../lib/partition-state.mjs';
 import { median } from '../lib/stats.mjs';
 
 const args = process.argv.slice(2);
@@ -37,26 +36,7 @@ const BUSY = availableParallelism();
 
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 
-process.stderr.write(`building a partition of ${RATE.toLocaleString('en-US')} events/s over ${MINUTES} min...\n`);
-const spanMs = MINUTES * 60_000;
-const events = encodedWorkload({ seed: 7, events: Math.round((RATE * spanMs) / 1000), baseMs: 1_764_000_000_000, spreadMs: spanMs });
-events.sort((a, b) => a.recvMs - b.recvMs);
-const work = new PartitionWork();
-work.restore(0, null, 0);
-let writeAt = events[0].recvMs + 10_000;
-for (let i = 0; i < events.length; i += 200) {
-  const batch = events.slice(i, i + 200);
-  work.apply(0, batch.map((e) => e.value));
-  work.prepare((PREPARE_BUDGET_MS / PREPARE_EVERY_MS) * ((batch.length / RATE) * 1000));
-  if (batch[batch.length - 1].recvMs >= writeAt) {
-    work.take([[0, i + batch.length - 1]]);
-    writeAt += 10_000;
-  }
-}
-work.take([[0, events.length - 1]]);
-events.length = 0;
-const snapshot = work.snapshot(0, false);
-process.stderr.write(`full snapshot: ${(snapshot.bytes.length / 1e6).toFixed(1)} MB, ${snapshot.pageViews.toLocaleString('en-US')} page views\n`);
+const { snapshot } = builtPartition(RATE, MINUTES);
 
 // The busy threads: each does small units of JavaScript work, back to back, and counts them.
 const done = new Int32Array(new SharedArrayBuffer(4 * BUSY));
@@ -85,7 +65,7 @@ await migrate(warehouse);
 const stores = {
   // The baseline: the store's threads at the priority of any other.
   'nice 0': new ExposureStore(warehouse, { snapshotThreadNice: 0 }),
-  [`nice ${NICE ?? 'default'}`]: new ExposureStore(warehouse, NICE === undefined ? {} : { snapshotThreadNice: Number(NICE) }),
+  [`nice ${NICE ?? SNAPSHOT_THREAD_NICE}`]: new ExposureStore(warehouse, NICE === undefined ? {} : { snapshotThreadNice: Number(NICE) }),
 };
 
 const rounds = Object.fromEntries(Object.keys(stores).map((mode) => [mode, []]));

@@ -14,7 +14,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { WorkerThreadEngine } from '../../services/processor/dist/partition-engine.js';
-import { encodedWorkload } from '../lib/workload.mjs';
+import { fillWorkerPartition } from '../lib/partition-state.mjs';
 
 const args = process.argv.slice(2);
 const option = (name, fallback) => {
@@ -25,28 +25,10 @@ const RATE = Number(option('rate', 6300));
 const MINUTES = Number(option('minutes', 11));
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 
-const spanMs = MINUTES * 60_000;
-process.stderr.write(`building a partition of ${RATE.toLocaleString('en-US')} events/s over ${MINUTES} min in a worker...\n`);
-const events = encodedWorkload({ seed: 7, events: Math.round((RATE * spanMs) / 1000), baseMs: 1_764_000_000_000, spreadMs: spanMs });
-events.sort((a, b) => a.recvMs - b.recvMs);
 const engine = new WorkerThreadEngine();
 const results = [];
 try {
-  await engine.restore(0, null, 0);
-  await engine.restore(1, null, 0);
-  let writeAt = events[0].recvMs + 10_000;
-  for (let i = 0; i < events.length; i += 500) {
-    const batch = events.slice(i, i + 500);
-    await engine.apply(0, batch.map((e) => e.value));
-    if (batch[batch.length - 1].recvMs >= writeAt) {
-      await engine.take([[0, i + batch.length - 1]]);
-      writeAt += 10_000;
-    }
-    // Idle time, as at the real pace, for the texts made ahead.
-    if (i % 50_000 === 0) await sleep(60);
-  }
-  await engine.take([[0, events.length - 1]]);
-  events.length = 0;
+  await fillWorkerPartition(engine, RATE, MINUTES);
   await sleep(5000);
   for (const delta of [false, true, false]) {
     const loop = monitorEventLoopDelay({ resolution: 10 });
