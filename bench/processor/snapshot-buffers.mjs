@@ -21,12 +21,8 @@ import { WorkerThreadEngine } from '../../services/processor/dist/partition-engi
 import { fillWorkerPartition } from '../lib/partition-state.mjs';
 import { median, percentile } from '../lib/stats.mjs';
 import { clkTck } from '../lib/proc.mjs';
+import { option } from '../lib/args.mjs';
 
-const args = process.argv.slice(2);
-const option = (name, fallback) => {
-  const i = args.indexOf(`--${name}`);
-  return i === -1 ? fallback : args[i + 1];
-};
 const RATE = Number(option('rate', 6300));
 const MINUTES = Number(option('minutes', 11));
 const ROUNDS = Number(option('rounds', 3));

@@ -21,12 +21,8 @@ import { Worker } from 'node:worker_threads';
 import { ExposureStore, migrate, openWarehouse, SNAPSHOT_THREAD_NICE } from '@dwell/warehouse';
 import { builtPartition } from '../lib/partition-state.mjs';
 import { median } from '../lib/stats.mjs';
+import { option } from '../lib/args.mjs';
 
-const args = process.argv.slice(2);
-const option = (name, fallback) => {
-  const i = args.indexOf(`--${name}`);
-  return i === -1 ? fallback : args[i + 1];
-};
 const RATE = Number(option('rate', 5000));
 const MINUTES = Number(option('minutes', 11));
 const ROUNDS = Number(option('rounds', 3));

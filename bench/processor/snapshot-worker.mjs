@@ -15,12 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { WorkerThreadEngine } from '../../services/processor/dist/partition-engine.js';
 import { fillWorkerPartition } from '../lib/partition-state.mjs';
+import { option } from '../lib/args.mjs';
 
-const args = process.argv.slice(2);
-const option = (name, fallback) => {
-  const i = args.indexOf(`--${name}`);
-  return i === -1 ? fallback : args[i + 1];
-};
 const RATE = Number(option('rate', 6300));
 const MINUTES = Number(option('minutes', 11));
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
